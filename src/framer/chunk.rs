@@ -1,0 +1,115 @@
+use bytes::{Bytes, BytesMut};
+
+use super::strict_eof;
+use crate::{FrameError, Framer, Outgoing};
+
+/// Fixed-size records: every frame is exactly `n` bytes.
+///
+/// Wire format: the records back to back; `streamify` writes the frame unchanged and refuses a
+/// frame of another length. Input that ends inside a record is [`FrameError::Truncated`].
+///
+/// In **piecewise** mode (the Python original's `ChunkFramer`) each frame is whatever part of
+/// the current record has arrived, so a large record streams through without being buffered;
+/// [`Chunk::remaining`] says how much of the record is still to come, and a record never spans
+/// two frames. `streamify` then accepts frames of any length.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use tendril_core::{Chunk, Framer};
+///
+/// let mut framer = Chunk::new(5);
+/// let mut buf = BytesMut::from(&b"1234567890abc"[..]);
+/// assert_eq!(framer.frameify(&mut buf).unwrap().unwrap(), "12345");
+/// assert_eq!(framer.frameify(&mut buf).unwrap().unwrap(), "67890");
+/// assert_eq!(framer.frameify(&mut buf).unwrap(), None);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    len: usize,
+    piecewise: bool,
+    remaining: usize,
+}
+
+impl Chunk {
+    /// Records of `len` bytes.
+    ///
+    /// # Panics
+    /// If `len` is zero (a record must hold at least one byte).
+    pub fn new(len: usize) -> Self {
+        assert!(len > 0, "Chunk::new(0): a record must hold at least one byte");
+        Chunk {
+            len,
+            piecewise: false,
+            remaining: len,
+        }
+    }
+
+    /// Deliver each record in pieces as they arrive instead of whole.
+    pub fn piecewise(mut self, on: bool) -> Self {
+        self.piecewise = on;
+        self
+    }
+
+    /// The record length.
+    pub fn record_len(&self) -> usize {
+        self.len
+    }
+
+    /// Bytes of the current record not yet delivered (piecewise mode); `len()` between records.
+    pub fn remaining(&self) -> usize {
+        self.remaining
+    }
+}
+
+impl Framer for Chunk {
+    type Frame = Bytes;
+
+    fn frameify(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        if !self.piecewise {
+            if buf.len() < self.len {
+                return Ok(None);
+            }
+            return Ok(Some(buf.split_to(self.len).freeze()));
+        }
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        let n = buf.len().min(self.remaining);
+        self.remaining -= n;
+        if self.remaining == 0 {
+            self.remaining = self.len;
+        }
+        Ok(Some(buf.split_to(n).freeze()))
+    }
+
+    fn frameify_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        if self.piecewise {
+            let frame = self.frameify(buf)?;
+            if frame.is_none() && self.remaining != self.len {
+                let buffered = self.len - self.remaining;
+                self.remaining = self.len;
+                return Err(FrameError::Truncated {
+                    what: "chunk",
+                    buffered,
+                });
+            }
+            return Ok(frame);
+        }
+        strict_eof(self, buf, "chunk")
+    }
+
+    fn streamify(&mut self, frame: Bytes, out: &mut Outgoing) -> Result<(), FrameError> {
+        if !self.piecewise && frame.len() != self.len {
+            return Err(FrameError::Unencodable {
+                what: "chunk",
+                reason: "its length differs from the record length",
+            });
+        }
+        out.put_bytes(frame);
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.remaining = self.len;
+    }
+}

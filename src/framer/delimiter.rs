@@ -1,0 +1,263 @@
+use bytes::{Buf, Bytes, BytesMut};
+use memchr::memmem::Finder;
+use smallvec::SmallVec;
+
+use crate::{ConfigError, FrameError, Framer, Outgoing};
+
+/// Frames ended by a byte string, e.g. `\r\n.\r\n` for an SMTP message body.
+///
+/// Wire format: `frame ++ delimiter`. The delimiter is stripped from received frames unless
+/// [`keep_delimiter`](Self::keep_delimiter) is on. Searching uses `memchr::memmem` and never
+/// rescans bytes already searched.
+///
+/// Limits: frames (without the delimiter) of at most [`max_length`](Self::max_length) bytes,
+/// 64 KiB by default. Over it: [`FrameError::TooLong`], or with
+/// [`discard_oversized`](Self::discard_oversized) the frame is skipped up to the next delimiter
+/// and decoding goes on (the error says `resynced`). At the end of input the last, unterminated
+/// frame is returned as a frame (like `tokio_util`'s `AnyDelimiterCodec`). `streamify` refuses a
+/// frame that contains the delimiter, since it would arrive as two.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use tendril_core::{Delimiter, Framer};
+///
+/// let mut framer = Delimiter::new(b"\r\n.\r\n").unwrap();
+/// let mut buf = BytesMut::from(&b"Subject: hi\r\n\r\nbody\r\n.\r\nQUIT\r\n"[..]);
+/// assert_eq!(framer.frameify(&mut buf).unwrap().unwrap(), "Subject: hi\r\n\r\nbody");
+/// assert_eq!(buf, "QUIT\r\n");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Delimiter {
+    finder: Finder<'static>,
+    keep: bool,
+    scanner: Scanner,
+}
+
+impl Delimiter {
+    /// The default maximum frame length, 64 KiB.
+    pub const DEFAULT_MAX: usize = 64 * 1024;
+
+    /// Frames ended by `delimiter`, which must not be empty.
+    pub fn new(delimiter: &[u8]) -> Result<Self, ConfigError> {
+        if delimiter.is_empty() {
+            return Err(ConfigError::new("the delimiter must not be empty"));
+        }
+        Ok(Delimiter {
+            finder: Finder::new(delimiter).into_owned(),
+            keep: false,
+            scanner: Scanner::new(Self::DEFAULT_MAX),
+        })
+    }
+
+    /// The delimiter.
+    pub fn delimiter(&self) -> &[u8] {
+        self.finder.needle()
+    }
+
+    /// Keep the delimiter at the end of each received frame (and accept frames that already end
+    /// with it on the send side).
+    pub fn keep_delimiter(mut self, keep: bool) -> Self {
+        self.keep = keep;
+        self
+    }
+
+    /// The maximum frame length, without the delimiter.
+    pub fn max_length(mut self, max: usize) -> Self {
+        self.scanner.max = max;
+        self
+    }
+
+    /// Skip oversized frames up to the next delimiter instead of failing the stream.
+    pub fn discard_oversized(mut self, on: bool) -> Self {
+        self.scanner.discard = on;
+        self
+    }
+}
+
+impl Framer for Delimiter {
+    type Frame = Bytes;
+
+    fn frameify(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        let finder = &self.finder;
+        let rule = Terminator {
+            what: "delimited frame",
+            len: finder.needle().len(),
+            strip_cr: false,
+            keep: self.keep,
+        };
+        self.scanner.next(buf, &rule, |hay| finder.find(hay))
+    }
+
+    fn frameify_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        if let Some(frame) = self.frameify(buf)? {
+            return Ok(Some(frame));
+        }
+        self.scanner.eof(buf, "delimited frame", false)
+    }
+
+    fn streamify(&mut self, frame: Bytes, out: &mut Outgoing) -> Result<(), FrameError> {
+        let delimiter = self.finder.needle();
+        let body = match frame.strip_suffix(delimiter) {
+            Some(body) if self.keep => body,
+            _ => &frame[..],
+        };
+        let body_len = body.len();
+        // The delimiter must first appear right after the body, also where the body's end and the
+        // delimiter overlap (a body ending in "\r\n." before "\r\n.\r\n").
+        let overlap = body_len.min(delimiter.len() - 1);
+        let mut seam: SmallVec<[u8; 64]> = SmallVec::new();
+        seam.extend_from_slice(&body[body_len - overlap..]);
+        seam.extend_from_slice(delimiter);
+        if self.finder.find(body).is_some() || self.finder.find(&seam) != Some(overlap) {
+            return Err(FrameError::Unencodable {
+                what: "delimited frame",
+                reason: "it contains the delimiter and would arrive as two frames",
+            });
+        }
+        if body_len > self.scanner.max {
+            return Err(FrameError::TooLong {
+                what: "delimited frame",
+                max: self.scanner.max,
+                announced: None,
+                resynced: false,
+            });
+        }
+        let whole = body_len + delimiter.len() == frame.len();
+        if whole {
+            out.put_bytes(frame);
+        } else {
+            out.put_bytes(frame.slice(..body_len));
+            out.put_slice(delimiter);
+        }
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.scanner.reset();
+    }
+}
+
+/// How a terminated frame ends.
+pub(crate) struct Terminator {
+    pub what: &'static str,
+    /// Length of the terminator.
+    pub len: usize,
+    /// Strip one `\r` before the terminator.
+    pub strip_cr: bool,
+    /// Keep the terminator in the frame.
+    pub keep: bool,
+}
+
+/// Scan state shared by the framers whose frames end at a terminator (`Line`, `Delimiter`): a
+/// limit, the discard-oversized policy, and how far the buffer has been searched already.
+#[derive(Debug, Clone)]
+pub(crate) struct Scanner {
+    pub max: usize,
+    pub discard: bool,
+    scanned: usize,
+    discarding: bool,
+}
+
+impl Scanner {
+    pub fn new(max: usize) -> Self {
+        Scanner {
+            max,
+            discard: false,
+            scanned: 0,
+            discarding: false,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.scanned = 0;
+        self.discarding = false;
+    }
+
+    fn too_long(&self, what: &'static str, resynced: bool) -> FrameError {
+        FrameError::TooLong {
+            what,
+            max: self.max,
+            announced: None,
+            resynced,
+        }
+    }
+
+    /// The next terminated frame; `find` returns where the terminator starts in a slice.
+    pub fn next(
+        &mut self,
+        buf: &mut BytesMut,
+        rule: &Terminator,
+        find: impl Fn(&[u8]) -> Option<usize>,
+    ) -> Result<Option<Bytes>, FrameError> {
+        let carry = rule.len - 1;
+        if self.discarding {
+            match find(buf) {
+                Some(pos) => {
+                    buf.advance(pos + rule.len);
+                    self.discarding = false;
+                }
+                None => {
+                    buf.advance(buf.len().saturating_sub(carry));
+                    return Ok(None);
+                }
+            }
+        }
+        let Some(found) = find(&buf[self.scanned..]) else {
+            self.scanned = buf.len().saturating_sub(carry);
+            if buf.len() > self.max + carry + usize::from(rule.strip_cr) {
+                if !self.discard {
+                    return Err(self.too_long(rule.what, false));
+                }
+                buf.advance(buf.len() - carry);
+                self.scanned = 0;
+                self.discarding = true;
+                return Err(self.too_long(rule.what, true));
+            }
+            return Ok(None);
+        };
+        let pos = self.scanned + found;
+        self.scanned = 0;
+        let body = if rule.strip_cr && pos > 0 && buf[pos - 1] == b'\r' {
+            pos - 1
+        } else {
+            pos
+        };
+        if body > self.max {
+            if self.discard {
+                buf.advance(pos + rule.len);
+            }
+            return Err(self.too_long(rule.what, self.discard));
+        }
+        let mut frame = buf.split_to(pos + rule.len);
+        if !rule.keep {
+            frame.truncate(body);
+        }
+        Ok(Some(frame.freeze()))
+    }
+
+    /// At the end of input: what is left is the last, unterminated frame.
+    pub fn eof(
+        &mut self,
+        buf: &mut BytesMut,
+        what: &'static str,
+        strip_cr: bool,
+    ) -> Result<Option<Bytes>, FrameError> {
+        self.scanned = 0;
+        if self.discarding {
+            self.discarding = false;
+            buf.clear();
+            return Ok(None);
+        }
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        let mut frame = buf.split();
+        if strip_cr && frame.last() == Some(&b'\r') {
+            frame.truncate(frame.len() - 1);
+        }
+        if frame.len() > self.max {
+            return Err(self.too_long(what, false));
+        }
+        Ok(Some(frame.freeze()))
+    }
+}

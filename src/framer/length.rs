@@ -1,0 +1,320 @@
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::strict_eof;
+use crate::{FrameError, Framer, Outgoing};
+
+/// The length field of a [`LengthPrefixed`] frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LengthField {
+    /// One byte.
+    U8,
+    /// Two bytes, big-endian (network order; DNS over TCP).
+    U16Be,
+    /// Two bytes, little-endian.
+    U16Le,
+    /// Four bytes, big-endian.
+    U32Be,
+    /// Four bytes, little-endian.
+    U32Le,
+    /// Eight bytes, big-endian.
+    U64Be,
+    /// Eight bytes, little-endian.
+    U64Le,
+    /// Unsigned LEB128 (protobuf's varint): 7 bits per byte, low bits first, at most 10 bytes.
+    Varint,
+}
+
+impl LengthField {
+    /// Width in bytes of a fixed field; `None` for a varint.
+    pub fn width(self) -> Option<usize> {
+        match self {
+            LengthField::U8 => Some(1),
+            LengthField::U16Be | LengthField::U16Le => Some(2),
+            LengthField::U32Be | LengthField::U32Le => Some(4),
+            LengthField::U64Be | LengthField::U64Le => Some(8),
+            LengthField::Varint => None,
+        }
+    }
+
+    /// The largest value the field can carry.
+    pub fn max_value(self) -> u64 {
+        match self {
+            LengthField::U8 => u8::MAX.into(),
+            LengthField::U16Be | LengthField::U16Le => u16::MAX.into(),
+            LengthField::U32Be | LengthField::U32Le => u32::MAX.into(),
+            LengthField::U64Be | LengthField::U64Le | LengthField::Varint => u64::MAX,
+        }
+    }
+
+    /// Read the field at the start of `src`: `Ok(None)` if incomplete, else (value, width).
+    fn read(self, src: &[u8]) -> Result<Option<(u64, usize)>, FrameError> {
+        if self == LengthField::Varint {
+            let mut value: u64 = 0;
+            for (i, &byte) in src.iter().enumerate().take(10) {
+                let bits = u64::from(byte & 0x7f);
+                if i == 9 && byte > 1 {
+                    return Err(FrameError::VarintOverflow);
+                }
+                value |= bits << (7 * i);
+                if byte & 0x80 == 0 {
+                    return Ok(Some((value, i + 1)));
+                }
+            }
+            return if src.len() >= 10 {
+                Err(FrameError::VarintOverflow)
+            } else {
+                Ok(None)
+            };
+        }
+        let width = self.width().unwrap_or(0);
+        let Some(mut field) = src.get(..width) else {
+            return Ok(None);
+        };
+        let value = match self {
+            LengthField::U8 => field.get_u8().into(),
+            LengthField::U16Be => field.get_u16().into(),
+            LengthField::U16Le => field.get_u16_le().into(),
+            LengthField::U32Be => field.get_u32().into(),
+            LengthField::U32Le => field.get_u32_le().into(),
+            LengthField::U64Be => field.get_u64(),
+            _ => field.get_u64_le(),
+        };
+        Ok(Some((value, width)))
+    }
+
+    /// Bytes needed to write `value`.
+    fn encoded_len(self, value: u64) -> usize {
+        match self.width() {
+            Some(width) => width,
+            None => (64 - (value | 1).leading_zeros() as usize).div_ceil(7),
+        }
+    }
+
+    fn write(self, value: u64, out: &mut Outgoing) {
+        let mut field = [0u8; 10];
+        let bytes: &[u8] = match self {
+            LengthField::U8 => &[value as u8],
+            LengthField::U16Be => &(value as u16).to_be_bytes()[..],
+            LengthField::U16Le => &(value as u16).to_le_bytes()[..],
+            LengthField::U32Be => &(value as u32).to_be_bytes()[..],
+            LengthField::U32Le => &(value as u32).to_le_bytes()[..],
+            LengthField::U64Be => &value.to_be_bytes()[..],
+            LengthField::U64Le => &value.to_le_bytes()[..],
+            LengthField::Varint => {
+                let mut v = value;
+                let mut n = 0;
+                loop {
+                    let low = (v & 0x7f) as u8;
+                    v >>= 7;
+                    if v == 0 {
+                        field[n] = low;
+                        n += 1;
+                        break;
+                    }
+                    field[n] = low | 0x80;
+                    n += 1;
+                }
+                &field[..n]
+            }
+        };
+        out.put_slice(bytes);
+    }
+}
+
+/// Frames preceded by a length field: the Python original's `StructFramer`, DNS over TCP
+/// (`u16` big-endian), protobuf streams (varint), and Netty's `LengthFieldBasedFrameDecoder`.
+///
+/// Wire format: `header ++ length ++ body`, where `header` is the first
+/// [`offset`](Self::offset) bytes of the frame (0 by default) and `length` is the field. The
+/// field's value is `body.len() + adjustment`, plus the header and field bytes when
+/// [`counts_header`](Self::counts_header) is on. A received frame is everything but the length
+/// field (`header ++ body`, which is just the body when the offset is 0); `streamify` inserts
+/// the field, so every frame round-trips.
+///
+/// Limits: bodies of at most [`max_length`](Self::max_length) bytes, 8 MiB by default. A larger
+/// announced length is [`FrameError::TooLong`] at once, before any of the body is buffered;
+/// a length smaller than the header it must count is [`FrameError::LengthUnderflow`]. Receive
+/// frames are slices of the receive buffer (no copy when the offset is 0; with an offset the
+/// header is moved in place).
+///
+/// ```
+/// use bytes::BytesMut;
+/// use tendril_core::{Framer, LengthPrefixed, Outgoing};
+///
+/// let mut framer = LengthPrefixed::u16_be(); // DNS over TCP
+/// let mut out = Outgoing::new();
+/// framer.streamify("abc".into(), &mut out).unwrap();
+/// let wire = out.take_all();
+/// assert_eq!(wire, b"\x00\x03abc"[..]);
+///
+/// let mut buf = BytesMut::from(&wire[..]);
+/// assert_eq!(framer.frameify(&mut buf).unwrap().unwrap(), "abc");
+/// ```
+#[derive(Debug, Clone)]
+pub struct LengthPrefixed {
+    field: LengthField,
+    offset: usize,
+    adjustment: i64,
+    counts_header: bool,
+    max: usize,
+}
+
+impl LengthPrefixed {
+    /// The default maximum body length, 8 MiB.
+    pub const DEFAULT_MAX: usize = 8 * 1024 * 1024;
+
+    /// Frames with the given length field, no offset, no adjustment.
+    pub fn new(field: LengthField) -> Self {
+        LengthPrefixed {
+            field,
+            offset: 0,
+            adjustment: 0,
+            counts_header: false,
+            max: Self::DEFAULT_MAX,
+        }
+    }
+
+    /// A one-byte length.
+    pub fn u8() -> Self {
+        Self::new(LengthField::U8)
+    }
+
+    /// A two-byte big-endian length (DNS over TCP, RFC 1035 §4.2.2).
+    pub fn u16_be() -> Self {
+        Self::new(LengthField::U16Be)
+    }
+
+    /// A four-byte big-endian length.
+    pub fn u32_be() -> Self {
+        Self::new(LengthField::U32Be)
+    }
+
+    /// A varint (LEB128) length.
+    pub fn varint() -> Self {
+        Self::new(LengthField::Varint)
+    }
+
+    /// The length field comes after `offset` bytes of header, which stay part of the frame.
+    pub fn offset(mut self, offset: usize) -> Self {
+        self.offset = offset;
+        self
+    }
+
+    /// The field's value is the body length plus `adjustment`.
+    pub fn adjustment(mut self, adjustment: i64) -> Self {
+        self.adjustment = adjustment;
+        self
+    }
+
+    /// The field's value also counts the header and the field itself.
+    pub fn counts_header(mut self, on: bool) -> Self {
+        self.counts_header = on;
+        self
+    }
+
+    /// The maximum body length.
+    pub fn max_length(mut self, max: usize) -> Self {
+        self.max = max;
+        self
+    }
+
+    /// The length field.
+    pub fn field(&self) -> LengthField {
+        self.field
+    }
+
+    /// What the field's value adds to the body length, for a field `width` bytes wide.
+    fn overhead(&self, width: usize) -> i128 {
+        let header = if self.counts_header {
+            (self.offset + width) as i128
+        } else {
+            0
+        };
+        header + i128::from(self.adjustment)
+    }
+}
+
+impl Framer for LengthPrefixed {
+    type Frame = Bytes;
+
+    fn frameify(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        let Some(after_offset) = buf.get(self.offset..) else {
+            return Ok(None);
+        };
+        let Some((value, width)) = self.field.read(after_offset)? else {
+            return Ok(None);
+        };
+        let overhead = self.overhead(width);
+        let body = i128::from(value) - overhead;
+        if body < 0 {
+            return Err(FrameError::LengthUnderflow {
+                value,
+                minimum: overhead,
+            });
+        }
+        if body > self.max as i128 {
+            return Err(FrameError::TooLong {
+                what: "length-prefixed frame",
+                max: self.max,
+                announced: Some(value),
+                resynced: false,
+            });
+        }
+        let body = body as usize;
+        let header = self.offset + width;
+        let total = header + body;
+        if buf.len() < total {
+            // The whole frame is announced and within the limit: make room for it once.
+            buf.reserve(total - buf.len());
+            return Ok(None);
+        }
+        if self.offset == 0 {
+            buf.advance(width);
+            return Ok(Some(buf.split_to(body).freeze()));
+        }
+        let mut frame = buf.split_to(total);
+        frame.copy_within(..self.offset, width);
+        frame.advance(width);
+        Ok(Some(frame.freeze()))
+    }
+
+    fn frameify_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        strict_eof(self, buf, "length-prefixed frame")
+    }
+
+    fn streamify(&mut self, frame: Bytes, out: &mut Outgoing) -> Result<(), FrameError> {
+        let Some(body) = frame.len().checked_sub(self.offset) else {
+            return Err(FrameError::Unencodable {
+                what: "length-prefixed frame",
+                reason: "it is shorter than the header before the length field",
+            });
+        };
+        if body > self.max {
+            return Err(FrameError::TooLong {
+                what: "length-prefixed frame",
+                max: self.max,
+                announced: None,
+                resynced: false,
+            });
+        }
+        let field_max = self.field.max_value();
+        // A varint's own width counts when the value counts the header: find the fixed point.
+        let mut width = self.field.width().unwrap_or(1);
+        let value = loop {
+            let value = body as i128 + self.overhead(width);
+            if value < 0 || value > i128::from(field_max) {
+                return Err(FrameError::LengthFieldOverflow { value, field_max });
+            }
+            let needed = self.field.encoded_len(value as u64);
+            if needed <= width || !self.counts_header {
+                break value as u64;
+            }
+            width = needed;
+        };
+        out.put_slice(&frame[..self.offset]);
+        self.field.write(value, out);
+        out.put_bytes(frame.slice(self.offset..));
+        Ok(())
+    }
+}

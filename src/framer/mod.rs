@@ -1,0 +1,173 @@
+//! Framers: bytes to frames (`frameify`) and frames to bytes (`streamify`).
+//!
+//! A connection keeps one receive buffer and pulls frames off its front one at a time, so an
+//! application can replace the receive framer after any frame and the very next buffered byte
+//! goes through the new framer. Framers never keep unconsumed bytes of their own: at most scan
+//! offsets and small state, cleared by [`Framer::reset`].
+//!
+//! | framer | wire format |
+//! | --- | --- |
+//! | [`Identity`] | each chunk of input (a read, a datagram) is one frame |
+//! | [`Chunk`] | fixed-size records of `n` bytes |
+//! | [`Line`] | `\n`-terminated lines, optional `\r` stripping |
+//! | [`Delimiter`] | frames ended by any byte string |
+//! | [`LengthPrefixed`] | a 1/2/4/8-byte or varint length field, then the body |
+//! | [`Netstring`] | `len:data,` |
+//! | [`Stuffing`] | byte stuffing between begin and end markers |
+//! | [`Cobs`] | Consistent Overhead Byte Stuffing, `0x00`-delimited (optionally ZPE) |
+
+use alloc::boxed::Box;
+use bytes::BytesMut;
+
+use crate::{FrameError, Outgoing};
+
+mod adapter;
+mod chunk;
+mod cobs;
+mod delimiter;
+mod identity;
+mod length;
+mod line;
+mod netstring;
+mod stuffing;
+
+pub use adapter::Map;
+pub use chunk::Chunk;
+pub use cobs::Cobs;
+pub use delimiter::Delimiter;
+pub use identity::Identity;
+pub use length::{LengthField, LengthPrefixed};
+pub use line::Line;
+pub use netstring::Netstring;
+pub use stuffing::Stuffing;
+
+/// A boxed framer, for switching between framers of different types at run time.
+pub type BoxFramer<F> = Box<dyn Framer<Frame = F> + Send>;
+
+/// Turns a byte stream into frames and frames into bytes.
+///
+/// Implementations take **at most one frame per call** off the front of the buffer they are
+/// given and leave every other byte where it is. They must never panic and never loop forever,
+/// whatever the input; bad input is a [`FrameError`].
+///
+/// ```
+/// use bytes::BytesMut;
+/// use tendril_core::{Framer, Line, Outgoing};
+///
+/// let mut framer = Line::crlf();
+/// let mut buf = BytesMut::from(&b"HELO there\r\nQUIT\r\npartial"[..]);
+/// assert_eq!(framer.frameify(&mut buf).unwrap().unwrap(), "HELO there");
+/// assert_eq!(framer.frameify(&mut buf).unwrap().unwrap(), "QUIT");
+/// assert_eq!(framer.frameify(&mut buf).unwrap(), None); // waits for the rest
+/// assert_eq!(buf, "partial");
+///
+/// let mut out = Outgoing::new();
+/// framer.streamify("250 OK".into(), &mut out).unwrap();
+/// assert_eq!(out.take_all(), "250 OK\r\n");
+/// ```
+pub trait Framer {
+    /// What one frame is: `bytes::Bytes` for the built-in framers, or the application's own type
+    /// through [`Framer::map`].
+    type Frame;
+
+    /// Take at most one frame off the front of `buf`.
+    ///
+    /// `Ok(None)` means "need more bytes": everything not yet framed stays in `buf`.
+    fn frameify(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Frame>, FrameError>;
+
+    /// The input ended (EOF on a stream, the end of one datagram): take the next frame out of
+    /// what is left. Call it until it returns `Ok(None)`. Bytes that cannot form a frame are an
+    /// error ([`FrameError::Truncated`]) unless the format says otherwise.
+    fn frameify_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Frame>, FrameError>;
+
+    /// Append the wire form of `frame` to `out`.
+    fn streamify(&mut self, frame: Self::Frame, out: &mut Outgoing) -> Result<(), FrameError>;
+
+    /// Forget scan offsets and partial-frame state. Called when this framer is switched in.
+    fn reset(&mut self) {}
+
+    /// Convert frames to and from the application's own type.
+    ///
+    /// `decode` runs on each received frame, `encode` on each frame to send; their errors are
+    /// [`FrameError`]s (see [`FrameError::custom`]).
+    ///
+    /// ```
+    /// use bytes::{Bytes, BytesMut};
+    /// use tendril_core::{FrameError, Framer, LengthPrefixed, Outgoing};
+    ///
+    /// // u16 numbers, each in a one-byte-length-prefixed frame.
+    /// let mut framer = LengthPrefixed::u8().map(
+    ///     |frame: Bytes| {
+    ///         let raw: [u8; 2] = frame[..].try_into().map_err(|_| FrameError::custom("need 2 bytes"))?;
+    ///         Ok(u16::from_be_bytes(raw))
+    ///     },
+    ///     |n: u16| Ok(Bytes::copy_from_slice(&n.to_be_bytes())),
+    /// );
+    /// let mut out = Outgoing::new();
+    /// framer.streamify(513, &mut out).unwrap();
+    /// let mut buf = BytesMut::from(&out.take_all()[..]);
+    /// assert_eq!(framer.frameify(&mut buf).unwrap(), Some(513));
+    /// ```
+    fn map<T, D, E>(self, decode: D, encode: E) -> Map<Self, D, E>
+    where
+        Self: Sized,
+        D: FnMut(Self::Frame) -> Result<T, FrameError>,
+        E: FnMut(T) -> Result<Self::Frame, FrameError>,
+    {
+        Map::new(self, decode, encode)
+    }
+
+    /// Box this framer, so framers of different types can stand in one place.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use tendril_core::{BoxFramer, Chunk, Framer, Line};
+    ///
+    /// let mut recv: BoxFramer<Bytes> = Line::crlf().boxed();
+    /// recv = Chunk::new(5).boxed(); // e.g. after SMTP's BDAT 5
+    /// # let _ = recv;
+    /// ```
+    fn boxed(self) -> BoxFramer<Self::Frame>
+    where
+        Self: Sized + Send + 'static,
+    {
+        Box::new(self)
+    }
+}
+
+impl<F: Framer + ?Sized> Framer for Box<F> {
+    type Frame = F::Frame;
+
+    fn frameify(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Frame>, FrameError> {
+        (**self).frameify(buf)
+    }
+
+    fn frameify_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Frame>, FrameError> {
+        (**self).frameify_eof(buf)
+    }
+
+    fn streamify(&mut self, frame: Self::Frame, out: &mut Outgoing) -> Result<(), FrameError> {
+        (**self).streamify(frame, out)
+    }
+
+    fn reset(&mut self) {
+        (**self).reset()
+    }
+}
+
+/// The end-of-input rule shared by the strict framers: a frame if one is complete, nothing if
+/// the buffer is empty, otherwise the input was cut inside a frame.
+pub(crate) fn strict_eof<F: Framer + ?Sized>(
+    framer: &mut F,
+    buf: &mut BytesMut,
+    what: &'static str,
+) -> Result<Option<F::Frame>, FrameError> {
+    match framer.frameify(buf)? {
+        Some(frame) => Ok(Some(frame)),
+        None if buf.is_empty() => Ok(None),
+        None => Err(FrameError::Truncated {
+            what,
+            buffered: buf.len(),
+        }),
+    }
+}

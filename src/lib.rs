@@ -1,0 +1,41 @@
+//! # Tendril core
+//!
+//! The sans-IO core of Tendril, a library for frame-based network applications. It is handed
+//! stream bytes, datagrams and the time, and hands back frames, events, outgoing bytes and the
+//! next deadline. It never touches a socket, a clock or a runtime, so the same protocol code runs
+//! under Tokio, async-std, blocking sockets, a simulator or a fuzzer.
+//!
+//! This release holds the framer layer: [`Framer`] and the built-in framers.
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use tendril_core::{Chunk, Framer, Line};
+//!
+//! // An SMTP-like stream: a command line, five raw bytes, more lines.
+//! let mut buf = BytesMut::from(&b"DATA\r\n12345rest\r\nnext\r\n"[..]);
+//! let (mut line, mut chunk) = (Line::crlf(), Chunk::new(5));
+//!
+//! assert_eq!(line.frameify(&mut buf).unwrap().unwrap(), "DATA");
+//! // Switch framers between two frames: the buffered bytes go through the new one.
+//! assert_eq!(chunk.frameify(&mut buf).unwrap().unwrap(), "12345");
+//! assert_eq!(line.frameify(&mut buf).unwrap().unwrap(), "rest");
+//! assert_eq!(line.frameify(&mut buf).unwrap().unwrap(), "next");
+//! assert!(buf.is_empty());
+//! ```
+//!
+//! Without the default `std` feature the crate is `#![no_std]` and needs only `alloc`.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod error;
+pub mod framer;
+mod outgoing;
+
+pub use error::{ConfigError, FrameError};
+pub use framer::{
+    BoxFramer, Chunk, Cobs, Delimiter, Framer, Identity, LengthField, LengthPrefixed, Line, Map,
+    Netstring, Stuffing,
+};
+pub use outgoing::{Outgoing, COPY_THRESHOLD};

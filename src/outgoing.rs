@@ -1,0 +1,204 @@
+//! The outgoing byte queue that `streamify` writes into.
+
+use alloc::collections::VecDeque;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// Bodies at least this long are queued as `Bytes` instead of being copied.
+///
+/// Below it a copy into the contiguous tail is cheaper than another `iovec` in the write.
+pub const COPY_THRESHOLD: usize = 256;
+
+/// Bytes waiting to be written, in order: a queue of shared [`Bytes`] chunks followed by a
+/// contiguous tail for small writes.
+///
+/// Framers append with [`put_slice`](Self::put_slice) (copied into the tail) and
+/// [`put_bytes`](Self::put_bytes) (large bodies are queued without copying). A writer drains it
+/// through [`bytes::Buf`]: [`chunk`](Buf::chunk) or, with `std`,
+/// [`chunks_vectored`](Buf::chunks_vectored) for a vectored write, then
+/// [`advance`](Buf::advance) by what the socket took.
+///
+/// ```
+/// use bytes::{Buf, Bytes};
+/// use tendril_core::Outgoing;
+///
+/// let mut out = Outgoing::new();
+/// out.put_slice(b"5:");
+/// out.put_bytes(Bytes::from(vec![b'x'; 1000])); // queued, not copied
+/// out.put_slice(b",");
+/// assert_eq!(out.remaining(), 1003);
+/// assert_eq!(out.chunk(), b"5:");
+/// out.advance(2);
+/// assert_eq!(out.chunk().len(), 1000);
+/// ```
+#[derive(Debug, Default)]
+pub struct Outgoing {
+    queue: VecDeque<Bytes>,
+    tail: BytesMut,
+    len: usize,
+}
+
+impl Outgoing {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes waiting to be written.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// `true` when nothing waits to be written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Append a copy of `data`.
+    pub fn put_slice(&mut self, data: &[u8]) {
+        self.tail.extend_from_slice(data);
+        self.len += data.len();
+    }
+
+    /// Append one byte.
+    pub fn put_u8(&mut self, byte: u8) {
+        self.tail.put_u8(byte);
+        self.len += 1;
+    }
+
+    /// Append `data`; from [`COPY_THRESHOLD`] bytes on it is queued by reference, not copied.
+    pub fn put_bytes(&mut self, data: Bytes) {
+        if data.len() < COPY_THRESHOLD {
+            self.put_slice(&data);
+            return;
+        }
+        if !self.tail.is_empty() {
+            self.queue.push_back(self.tail.split().freeze());
+        }
+        self.len += data.len();
+        self.queue.push_back(data);
+    }
+
+    /// Number of separate chunks (one `iovec` each in a vectored write).
+    pub fn chunk_count(&self) -> usize {
+        self.queue.len() + usize::from(!self.tail.is_empty())
+    }
+
+    /// Drop everything queued.
+    pub fn clear(&mut self) {
+        self.queue.clear();
+        self.tail.clear();
+        self.len = 0;
+    }
+
+    /// Take everything queued as one contiguous buffer (copies; meant for tests and tools).
+    pub fn take_all(&mut self) -> Bytes {
+        let len = self.len;
+        self.copy_to_bytes(len)
+    }
+
+    /// Give memory back once the queue is empty (for idle connections).
+    pub fn shrink(&mut self) {
+        if self.is_empty() {
+            self.queue = VecDeque::new();
+            self.tail = BytesMut::new();
+        }
+    }
+}
+
+impl Buf for Outgoing {
+    fn remaining(&self) -> usize {
+        self.len
+    }
+
+    fn chunk(&self) -> &[u8] {
+        match self.queue.front() {
+            Some(front) => front,
+            None => &self.tail,
+        }
+    }
+
+    fn advance(&mut self, mut cnt: usize) {
+        assert!(cnt <= self.len, "advance past the end of the outgoing queue");
+        self.len -= cnt;
+        while cnt > 0 {
+            match self.queue.front_mut() {
+                Some(front) if front.len() <= cnt => {
+                    cnt -= front.len();
+                    self.queue.pop_front();
+                }
+                Some(front) => {
+                    front.advance(cnt);
+                    return;
+                }
+                None => {
+                    self.tail.advance(cnt);
+                    return;
+                }
+            }
+        }
+    }
+
+    #[cfg(feature = "std")]
+    fn chunks_vectored<'a>(&'a self, dst: &mut [std::io::IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        let chunks = self
+            .queue
+            .iter()
+            .map(|b| &b[..])
+            .chain(core::iter::once(&self.tail[..]))
+            .filter(|c| !c.is_empty());
+        for (slot, chunk) in dst.iter_mut().zip(chunks) {
+            *slot = std::io::IoSlice::new(chunk);
+            n += 1;
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_bodies_are_queued_in_order_between_small_writes() {
+        let mut out = Outgoing::new();
+        out.put_slice(b"ab");
+        let body = Bytes::from(vec![7u8; COPY_THRESHOLD]);
+        let ptr = body.as_ptr();
+        out.put_bytes(body);
+        out.put_u8(b'c');
+        assert_eq!(out.chunk_count(), 3);
+        assert_eq!(out.chunk(), b"ab");
+        out.advance(2);
+        assert_eq!(out.chunk().as_ptr(), ptr, "the body was copied");
+        out.advance(COPY_THRESHOLD - 1);
+        assert_eq!(out.chunk(), &[7]);
+        out.advance(1);
+        assert_eq!(out.chunk(), b"c");
+        out.advance(1);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn small_bodies_are_copied_into_the_tail() {
+        let mut out = Outgoing::new();
+        out.put_bytes(Bytes::from_static(b"hi"));
+        out.put_slice(b"!");
+        assert_eq!(out.chunk_count(), 1);
+        assert_eq!(out.take_all(), &b"hi!"[..]);
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn vectored_chunks_cover_everything() {
+        let mut out = Outgoing::new();
+        out.put_slice(b"head");
+        out.put_bytes(Bytes::from(vec![1u8; 300]));
+        out.put_slice(b"tail");
+        let mut slices = [std::io::IoSlice::new(&[]); 8];
+        let n = out.chunks_vectored(&mut slices);
+        assert_eq!(n, 3);
+        let total: usize = slices[..n].iter().map(|s| s.len()).sum();
+        assert_eq!(total, out.len());
+    }
+}
