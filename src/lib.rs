@@ -29,11 +29,20 @@
 
 extern crate alloc;
 
+mod addr;
+pub mod connection;
 mod error;
 pub mod framer;
+mod layer;
 mod outgoing;
+pub mod testkit;
 
+pub use addr::{Addr, Proto};
+pub use connection::{
+    AppError, Application, CloseReason, Config, Event, Reject, SendError, Stats, Tendril,
+};
 pub use error::{ConfigError, FrameError};
+pub use layer::{Layer, LayerError};
 pub use framer::{
     BoxFramer, Chunk, Cobs, Delimiter, Framer, Identity, LengthField, LengthPrefixed, Line, Map,
     Netstring, Stuffing,

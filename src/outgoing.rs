@@ -90,10 +90,26 @@ impl Outgoing {
         self.len = 0;
     }
 
-    /// Take everything queued as one contiguous buffer (copies; meant for tests and tools).
+    /// Take everything queued as one contiguous buffer (copies only when it is in several chunks).
     pub fn take_all(&mut self) -> Bytes {
         let len = self.len;
-        self.copy_to_bytes(len)
+        match (self.queue.len(), self.tail.is_empty()) {
+            (0, _) => {
+                self.len = 0;
+                self.tail.split().freeze()
+            }
+            (1, true) => {
+                self.len = 0;
+                self.queue.pop_front().unwrap_or_default()
+            }
+            _ => self.copy_to_bytes(len),
+        }
+    }
+
+    /// Heap bytes held (the tail's capacity and the queue's slots; queued `Bytes` are shared and
+    /// not counted).
+    pub fn capacity(&self) -> usize {
+        self.tail.capacity() + self.queue.capacity() * core::mem::size_of::<Bytes>()
     }
 
     /// Give memory back once the queue is empty (for idle connections).

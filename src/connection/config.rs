@@ -1,0 +1,44 @@
+use core::time::Duration;
+
+/// Per-connection settings, with documented defaults.
+///
+/// ```
+/// use core::time::Duration;
+/// use tendril_core::Config;
+///
+/// let config = Config {
+///     idle_timeout: Some(Duration::from_secs(30)),
+///     ..Config::default()
+/// };
+/// assert_eq!(config.high_watermark, 1 << 20);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Spare capacity reserved in the receive buffer before each read. Default 8 KiB.
+    pub read_size: usize,
+    /// Above this many queued outgoing bytes `send_frame` refuses frames and frame delivery
+    /// pauses, so a peer that does not read stops being read. Default 1 MiB.
+    pub high_watermark: usize,
+    /// At or below this many queued bytes a paused connection gets [`Event::Writable`](crate::Event::Writable).
+    /// Default 256 KiB.
+    pub low_watermark: usize,
+    /// Close a connection that received nothing for this long. Default: none for streams (the
+    /// UDP tracker sets its own).
+    pub idle_timeout: Option<Duration>,
+    /// How long a graceful close may wait for the peer to take the queued bytes before the
+    /// connection is aborted. Default 30 s.
+    pub linger: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            read_size: 8 * 1024,
+            high_watermark: 1 << 20,
+            low_watermark: 256 * 1024,
+            idle_timeout: None,
+            linger: Some(Duration::from_secs(30)),
+        }
+    }
+}

@@ -1,0 +1,792 @@
+//! One connection: [`Tendril`], its [`Event`]s, close reasons and the [`Application`] callbacks.
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec::Vec;
+use bytes::{Bytes, BytesMut};
+use core::fmt;
+use core::time::Duration;
+
+use crate::layer::LayerSlot;
+use crate::{Addr, BoxFramer, FrameError, Framer, Layer, LayerError, Outgoing, Proto};
+
+mod application;
+mod config;
+
+pub use application::{AppError, Application, Reject};
+pub use config::Config;
+
+/// Why a connection closed. Reported exactly once per connection, through
+/// [`Event::Closed`] and [`Application::closed`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The peer ended its stream (EOF) and everything owed to it was sent.
+    PeerClosed,
+    /// The application (or its manager) closed the connection and everything queued was sent.
+    Closed,
+    /// The connection was aborted: queued bytes were dropped.
+    Aborted,
+    /// Nothing was received for the configured idle timeout.
+    IdleTimeout,
+    /// A graceful close did not finish in time (the peer stopped reading); queued bytes were
+    /// dropped.
+    LingerTimeout,
+    /// The peer's bytes broke the receive framer's format.
+    Frame(FrameError),
+    /// A layer (e.g. TLS) failed.
+    Layer(LayerError),
+    /// The socket failed (reset, broken pipe, …), with the driver's message.
+    Io(String),
+    /// The application's `recv_frame` returned an error.
+    Application(AppError),
+    /// The tracker evicted this peer to make room (datagram protocols).
+    Evicted,
+}
+
+impl CloseReason {
+    /// `true` for the orderly ends: the peer's EOF or a local close.
+    pub fn is_clean(&self) -> bool {
+        matches!(self, CloseReason::PeerClosed | CloseReason::Closed)
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::PeerClosed => f.write_str("closed by the peer"),
+            CloseReason::Closed => f.write_str("closed locally"),
+            CloseReason::Aborted => f.write_str("aborted"),
+            CloseReason::IdleTimeout => f.write_str("idle timeout"),
+            CloseReason::LingerTimeout => {
+                f.write_str("the peer did not take the last bytes in time")
+            }
+            CloseReason::Frame(e) => write!(f, "framing error: {e}"),
+            CloseReason::Layer(e) => write!(f, "{e}"),
+            CloseReason::Io(e) => write!(f, "I/O error: {e}"),
+            CloseReason::Application(e) => write!(f, "application error: {e}"),
+            CloseReason::Evicted => f.write_str("evicted from the connection table"),
+        }
+    }
+}
+
+/// Something that happened on a connection, from [`Tendril::poll_event`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// The outgoing queue fell below the low watermark after a send was refused as
+    /// [`SendError::Full`] or frame delivery paused: send again.
+    Writable,
+    /// The application's timer ([`Tendril::set_timer`]) expired.
+    Timer,
+    /// A frame over the limit was skipped and decoding went on (discard-oversized mode).
+    FrameSkipped(FrameError),
+    /// Plaintext that arrived after the frame that triggered [`Tendril::wrap`] was discarded, never
+    /// delivered as if it had come through the new layer (the STARTTLS injection class,
+    /// CVE-2011-0411).
+    PlaintextDiscarded(usize),
+    /// A datagram was longer than the receive buffer and was dropped, not cut short.
+    DatagramTruncated,
+    /// The connection closed. The last event of every connection, exactly once.
+    Closed(CloseReason),
+}
+
+/// `send_frame` refused a frame; the frame is handed back.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SendError<F> {
+    /// The outgoing queue is above its high watermark: wait for [`Event::Writable`].
+    Full(F),
+    /// The connection is closing or closed.
+    Closed(F),
+    /// The send framer cannot encode the frame; the connection is unaffected.
+    Frame(FrameError),
+}
+
+impl<F> fmt::Display for SendError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Full(_) => f.write_str(
+                "outgoing queue above its high watermark; wait for Writable before sending more",
+            ),
+            SendError::Closed(_) => f.write_str("the connection is closing or closed"),
+            SendError::Frame(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl<F: fmt::Debug> core::error::Error for SendError<F> {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            SendError::Frame(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Byte and frame counters of a connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Bytes received from the socket.
+    pub bytes_received: u64,
+    /// Bytes queued for the driver to write (after all layers).
+    pub bytes_sent: u64,
+    /// Frames delivered to the application.
+    pub frames_received: u64,
+    /// Frames accepted by `send_frame`.
+    pub frames_sent: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading and writing.
+    Open,
+    /// No more frames are read; queued bytes drain, then the write side shuts down.
+    Closing,
+    /// Done; `Event::Closed` has been queued.
+    Closed,
+}
+
+/// One logical connection: a byte stream (TCP, Unix) or a tracked datagram peer (UDP).
+///
+/// A `Tendril` is a sans-IO state machine. The driver feeds it bytes
+/// ([`read_buf`](Self::read_buf) + [`handle_read`](Self::handle_read), or
+/// [`handle_data`](Self::handle_data)), EOF, errors, datagrams and the time, and takes out
+/// frames ([`poll_frame`](Self::poll_frame) or [`dispatch`](Self::dispatch) to an
+/// [`Application`]), events, bytes to write ([`transmit`](Self::transmit)) and the next deadline
+/// ([`poll_timeout`](Self::poll_timeout)). Time is a [`Duration`] since any epoch the driver
+/// chooses.
+///
+/// The receive and send framers are separate and can each be replaced between any two frames,
+/// also from inside [`Application::recv_frame`]: the next buffered byte goes through the new
+/// framer.
+///
+/// ```
+/// use bytes::{Buf, Bytes};
+/// use core::time::Duration;
+/// use tendril_core::{Chunk, Line, Proto, Tendril};
+///
+/// let now = Duration::ZERO;
+/// let mut t: Tendril = Tendril::new(Proto::TCP, Line::crlf(), Line::crlf());
+/// t.handle_data(now, b"DATA\r\n12345rest\r\n");
+/// assert_eq!(t.poll_frame().unwrap(), "DATA");
+/// t.set_recv_framer(Chunk::new(5));
+/// assert_eq!(t.poll_frame().unwrap(), "12345");
+/// t.set_recv_framer(Line::crlf());
+/// assert_eq!(t.poll_frame().unwrap(), "rest");
+///
+/// t.send_frame(Bytes::from("250 OK")).unwrap();
+/// let out = t.transmit();
+/// assert_eq!(out.chunk(), b"250 OK\r\n");
+/// out.advance(8);
+/// ```
+pub struct Tendril<In = Bytes, Out = In> {
+    proto: Proto,
+    local: Addr,
+    remote: Addr,
+    config: Config,
+    recv: BoxFramer<In>,
+    send: BoxFramer<Out>,
+    /// Bytes for the framers (after all layers), not yet framed.
+    recv_buf: BytesMut,
+    /// Bytes for the driver to write (after all layers).
+    out: Outgoing,
+    /// Whole datagrams for the driver to send (datagram protocols).
+    datagrams: VecDeque<Bytes>,
+    /// Layers, the first nearest the socket.
+    layers: Vec<LayerSlot>,
+    state: State,
+    /// The peer's stream ended: frame what is left with `frameify_eof`.
+    eof: bool,
+    /// Why the connection is closing, once it is.
+    closing: Option<CloseReason>,
+    events: VecDeque<Event>,
+    /// A send was refused or delivery paused: report `Writable` below the low watermark.
+    want_writable: bool,
+    now: Duration,
+    last_received: Duration,
+    linger_deadline: Option<Duration>,
+    timer: Option<Duration>,
+    stats: Stats,
+}
+
+impl<In, Out> fmt::Debug for Tendril<In, Out> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tendril")
+            .field("proto", &self.proto)
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .field("state", &self.state)
+            .field("buffered", &self.recv_buf.len())
+            .field("queued", &self.out.len())
+            .field("layers", &self.layers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<In: 'static, Out: 'static> Tendril<In, Out> {
+    /// A new open connection with the given receive and send framers and default [`Config`].
+    pub fn new<R, S>(proto: Proto, recv: R, send: S) -> Self
+    where
+        R: Framer<Frame = In> + Send + 'static,
+        S: Framer<Frame = Out> + Send + 'static,
+    {
+        Self::with_boxed(proto, recv.boxed(), send.boxed())
+    }
+
+    /// A new open connection with boxed framers.
+    pub fn with_boxed(proto: Proto, recv: BoxFramer<In>, send: BoxFramer<Out>) -> Self {
+        Tendril {
+            proto,
+            local: Addr::Unnamed,
+            remote: Addr::Unnamed,
+            config: Config::default(),
+            recv,
+            send,
+            recv_buf: BytesMut::new(),
+            out: Outgoing::new(),
+            datagrams: VecDeque::new(),
+            layers: Vec::new(),
+            state: State::Open,
+            eof: false,
+            closing: None,
+            events: VecDeque::new(),
+            want_writable: false,
+            now: Duration::ZERO,
+            last_received: Duration::ZERO,
+            linger_deadline: None,
+            timer: None,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Set both addresses (builder style, for drivers and tests).
+    pub fn with_addrs(mut self, local: Addr, remote: Addr) -> Self {
+        self.local = local;
+        self.remote = remote;
+        self
+    }
+
+    /// Replace the configuration (builder style).
+    pub fn with_config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Start the connection's clocks at `now` (builder style): the idle timeout counts from here.
+    pub fn started_at(mut self, now: Duration) -> Self {
+        self.now = now;
+        self.last_received = now;
+        self
+    }
+
+    /// Replace the receive framer. The next frame, and every byte already buffered, goes
+    /// through `framer`. Works from inside [`Application::recv_frame`].
+    pub fn set_recv_framer<R>(&mut self, framer: R)
+    where
+        R: Framer<Frame = In> + Send + 'static,
+    {
+        self.set_recv_framer_boxed(framer.boxed());
+    }
+
+    /// Replace the receive framer with a boxed one; returns the old one.
+    pub fn set_recv_framer_boxed(&mut self, mut framer: BoxFramer<In>) -> BoxFramer<In> {
+        framer.reset();
+        core::mem::replace(&mut self.recv, framer)
+    }
+
+    /// Replace the send framer; frames sent from now on go through `framer`.
+    pub fn set_send_framer<S>(&mut self, framer: S)
+    where
+        S: Framer<Frame = Out> + Send + 'static,
+    {
+        self.set_send_framer_boxed(framer.boxed());
+    }
+
+    /// Replace the send framer with a boxed one; returns the old one.
+    pub fn set_send_framer_boxed(&mut self, mut framer: BoxFramer<Out>) -> BoxFramer<Out> {
+        framer.reset();
+        core::mem::replace(&mut self.send, framer)
+    }
+}
+
+impl<In, Out> Tendril<In, Out> {
+    /// The transport protocol.
+    pub fn proto(&self) -> Proto {
+        self.proto
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> &Addr {
+        &self.local
+    }
+
+    /// The peer's address.
+    pub fn remote_addr(&self) -> &Addr {
+        &self.remote
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Byte and frame counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// `true` once the connection has closed (its `Closed` event is queued or taken).
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// `true` while frames can be sent.
+    pub fn is_open(&self) -> bool {
+        self.state == State::Open
+    }
+
+    /// The last time passed in by the driver.
+    pub fn now(&self) -> Duration {
+        self.now
+    }
+
+    /// The receive buffer: bytes that arrived (after all layers) and are not framed yet.
+    pub fn buffered(&self) -> &[u8] {
+        &self.recv_buf
+    }
+
+    // ---- input -------------------------------------------------------------------------
+
+    /// Where the driver appends bytes read from the socket; call [`handle_read`](Self::handle_read)
+    /// after appending. At least [`Config::read_size`] bytes of spare capacity are reserved.
+    pub fn read_buf(&mut self) -> &mut BytesMut {
+        let read_size = self.config.read_size;
+        let buf = match self.layers.first_mut() {
+            Some(slot) => &mut slot.recv_in,
+            None => &mut self.recv_buf,
+        };
+        buf.reserve(read_size);
+        buf
+    }
+
+    /// `n` bytes were appended to [`read_buf`](Self::read_buf) at time `now`.
+    pub fn handle_read(&mut self, now: Duration, n: usize) {
+        self.now = now;
+        if n == 0 || self.state == State::Closed {
+            return;
+        }
+        self.last_received = now;
+        self.stats.bytes_received += n as u64;
+        self.pump_recv();
+    }
+
+    /// Bytes arrived (a copying convenience over [`read_buf`](Self::read_buf)).
+    pub fn handle_data(&mut self, now: Duration, data: &[u8]) {
+        self.read_buf().extend_from_slice(data);
+        self.handle_read(now, data.len());
+    }
+
+    /// One whole datagram arrived (datagram protocols). It is framed on its own: the receive
+    /// framer sees its end as the end of input. A datagram the driver had to cut short
+    /// (`truncated`) is dropped and reported as [`Event::DatagramTruncated`].
+    pub fn handle_datagram(&mut self, now: Duration, datagram: &[u8], truncated: bool) {
+        self.now = now;
+        if self.state != State::Open {
+            return;
+        }
+        self.last_received = now;
+        self.stats.bytes_received += datagram.len() as u64;
+        if truncated {
+            self.events.push_back(Event::DatagramTruncated);
+            return;
+        }
+        self.recv_buf.extend_from_slice(datagram);
+        self.eof = true;
+    }
+
+    /// The peer ended its stream. Frames still buffered are delivered (with
+    /// [`Framer::frameify_eof`]), then the connection closes with
+    /// [`CloseReason::PeerClosed`] once everything queued for the peer has been written.
+    pub fn handle_eof(&mut self, now: Duration) {
+        self.now = now;
+        self.eof = true;
+    }
+
+    /// The socket failed: the connection closes at once with [`CloseReason::Io`].
+    pub fn handle_error(&mut self, now: Duration, message: impl Into<String>) {
+        self.now = now;
+        self.fail(CloseReason::Io(message.into()));
+    }
+
+    /// The driver's timer fired: idle timeout, linger timeout and the application's timer.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        self.now = now;
+        if self.state == State::Closed {
+            return;
+        }
+        if self.linger_deadline.is_some_and(|d| now >= d) {
+            self.fail(CloseReason::LingerTimeout);
+            return;
+        }
+        if self.state == State::Open {
+            if let Some(idle) = self.config.idle_timeout {
+                if now >= self.last_received + idle {
+                    self.close_with(CloseReason::IdleTimeout);
+                }
+            }
+        }
+        if self.timer.is_some_and(|t| now >= t) {
+            self.timer = None;
+            self.events.push_back(Event::Timer);
+        }
+    }
+
+    /// The next time [`handle_timeout`](Self::handle_timeout) must be called, if any.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        if self.state == State::Closed {
+            return None;
+        }
+        let idle = match self.state {
+            State::Open => self.config.idle_timeout.map(|i| self.last_received + i),
+            _ => None,
+        };
+        [idle, self.linger_deadline, self.timer]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    // ---- output ------------------------------------------------------------------------
+
+    /// Take the next frame, if a whole one is buffered.
+    ///
+    /// Returns `None` while delivery is paused because the outgoing queue is above its high
+    /// watermark (back-pressure: a peer that does not read its replies stops being read), and
+    /// after the connection stopped reading. A framing error closes the connection
+    /// ([`CloseReason::Frame`]); a skipped oversized frame is reported as
+    /// [`Event::FrameSkipped`].
+    pub fn poll_frame(&mut self) -> Option<In> {
+        loop {
+            if !self.reading() {
+                return None;
+            }
+            if self.out.len() >= self.config.high_watermark {
+                self.want_writable = true;
+                return None;
+            }
+            let result = if self.eof {
+                self.recv.frameify_eof(&mut self.recv_buf)
+            } else {
+                self.recv.frameify(&mut self.recv_buf)
+            };
+            match result {
+                Ok(Some(frame)) => {
+                    self.stats.frames_received += 1;
+                    return Some(frame);
+                }
+                Ok(None) => {
+                    if self.eof {
+                        if self.proto.is_datagram() {
+                            // The datagram is done; the next one starts afresh.
+                            self.eof = false;
+                            self.recv.reset();
+                        } else {
+                            self.close_with(CloseReason::PeerClosed);
+                        }
+                    }
+                    return None;
+                }
+                Err(e) if e.is_recoverable() => self.events.push_back(Event::FrameSkipped(e)),
+                Err(e) if self.proto.is_datagram() => {
+                    // One bad datagram does not end the peer: drop it and report.
+                    self.recv_buf.clear();
+                    self.eof = false;
+                    self.recv.reset();
+                    self.events.push_back(Event::FrameSkipped(e));
+                }
+                Err(e) => {
+                    self.close_with(CloseReason::Frame(e));
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Take the next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if self.want_writable && self.out.len() <= self.config.low_watermark && self.is_open() {
+            self.want_writable = false;
+            return Some(Event::Writable);
+        }
+        self.events.pop_front()
+    }
+
+    /// Deliver buffered frames and events to `app`: `recv_frame` for each frame, `writable`,
+    /// `timer` and `event` for events, and `closed` exactly once when the connection closes.
+    /// Every driver calls this after feeding input, so all share one dispatch path.
+    pub fn dispatch<A>(&mut self, app: &mut A)
+    where
+        A: Application<In, Out> + ?Sized,
+    {
+        loop {
+            if let Some(frame) = self.poll_frame() {
+                if let Err(e) = app.recv_frame(self, frame) {
+                    self.fail(CloseReason::Application(e));
+                }
+                continue;
+            }
+            match self.poll_event() {
+                Some(Event::Closed(reason)) => app.closed(self, &reason),
+                Some(Event::Writable) => app.writable(self),
+                Some(Event::Timer) => app.timer(self),
+                Some(other) => app.event(self, &other),
+                None => return,
+            }
+        }
+    }
+
+    /// The bytes to write to the socket (stream protocols). Write from
+    /// [`Buf::chunk`] or [`Buf::chunks_vectored`](bytes::Buf::chunks_vectored), then
+    /// [`Buf::advance`] by what was written.
+    pub fn transmit(&mut self) -> &mut Outgoing {
+        &mut self.out
+    }
+
+    /// Bytes queued for the driver to write.
+    pub fn transmit_len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// The next datagram to send (datagram protocols).
+    pub fn poll_datagram(&mut self) -> Option<Bytes> {
+        self.datagrams.pop_front()
+    }
+
+    /// `true` when the driver should shut down the write side (send FIN) and call
+    /// [`handle_shutdown`](Self::handle_shutdown): the connection is closing and every queued
+    /// byte was written.
+    pub fn wants_shutdown(&self) -> bool {
+        self.state == State::Closing
+            && self.out.is_empty()
+            && self.datagrams.is_empty()
+            && self.layers.iter().all(|l| l.send_in.is_empty())
+    }
+
+    /// The driver shut the write side down (or, for datagrams, sent the last one): the
+    /// connection is closed.
+    pub fn handle_shutdown(&mut self, now: Duration) {
+        self.now = now;
+        if self.state == State::Closing {
+            let reason = self.closing.take().unwrap_or(CloseReason::Closed);
+            self.finish(reason);
+        }
+    }
+
+    /// `true` while the driver should read from the socket: the connection reads and delivery is
+    /// not paused by back-pressure.
+    pub fn wants_read(&self) -> bool {
+        self.reading() && !self.eof && self.out.len() < self.config.high_watermark
+    }
+
+    /// Give back the memory of empty buffers. Drivers call this when the socket has nothing more
+    /// to read for now, so an idle connection holds no buffers (see [`Tendril::heap_bytes`]).
+    pub fn release_idle_buffers(&mut self) {
+        if self.recv_buf.is_empty() {
+            self.recv_buf = BytesMut::new();
+        }
+        self.out.shrink();
+        for slot in &mut self.layers {
+            if slot.recv_in.is_empty() {
+                slot.recv_in = BytesMut::new();
+            }
+            slot.send_in.shrink();
+        }
+    }
+
+    /// Heap bytes held by this connection's buffers (not counting framers, layers' own state
+    /// and frames the application still holds).
+    pub fn heap_bytes(&self) -> usize {
+        self.recv_buf.capacity()
+            + self.out.capacity()
+            + self
+                .layers
+                .iter()
+                .map(|l| l.recv_in.capacity() + l.send_in.capacity())
+                .sum::<usize>()
+    }
+
+    // ---- application side --------------------------------------------------------------
+
+    /// Send a frame through the send framer.
+    ///
+    /// Refused with the frame handed back when the connection is closing
+    /// ([`SendError::Closed`]) or the outgoing queue is above its high watermark
+    /// ([`SendError::Full`], then wait for [`Event::Writable`]). Large frame bodies are queued
+    /// without copying.
+    pub fn send_frame(&mut self, frame: Out) -> Result<(), SendError<Out>> {
+        if self.state != State::Open {
+            return Err(SendError::Closed(frame));
+        }
+        if self.out.len() >= self.config.high_watermark {
+            self.want_writable = true;
+            return Err(SendError::Full(frame));
+        }
+        let queued = self.out.len();
+        let target = match self.layers.last_mut() {
+            Some(slot) => &mut slot.send_in,
+            None => &mut self.out,
+        };
+        self.send.streamify(frame, target).map_err(SendError::Frame)?;
+        self.stats.frames_sent += 1;
+        self.stats.bytes_sent += (self.out.len() - queued) as u64;
+        if self.proto.is_datagram() {
+            let datagram = self.out.take_all();
+            self.datagrams.push_back(datagram);
+        } else {
+            self.pump_send();
+        }
+        Ok(())
+    }
+
+    /// Close gracefully: no more frames are read, everything queued reaches the peer, then the
+    /// write side shuts down and the connection closes with [`CloseReason::Closed`].
+    pub fn close(&mut self) {
+        self.close_with(CloseReason::Closed);
+    }
+
+    /// Close at once, dropping everything queued ([`CloseReason::Aborted`]).
+    pub fn abort(&mut self) {
+        self.fail(CloseReason::Aborted);
+    }
+
+    /// Set (or clear) the application's timer; [`Application::timer`] runs when it expires.
+    pub fn set_timer(&mut self, at: Option<Duration>) {
+        self.timer = at;
+    }
+
+    /// Wrap the byte stream in a layer (e.g. TLS), at any time, also from inside
+    /// [`Application::recv_frame`] (STARTTLS).
+    ///
+    /// Bytes queued for sending before the call go out beneath the new layer (e.g. the
+    /// plaintext "220 ready to start TLS" reply). Received bytes not framed yet are
+    /// **discarded** and reported as [`Event::PlaintextDiscarded`]: they arrived before the
+    /// layer and must not be taken as if they had come through it (CVE-2011-0411).
+    pub fn wrap<L: Layer + 'static>(&mut self, layer: L) {
+        self.wrap_boxed(Box::new(layer));
+    }
+
+    /// [`wrap`](Self::wrap) with a boxed layer.
+    pub fn wrap_boxed(&mut self, layer: Box<dyn Layer>) {
+        if self.state == State::Closed {
+            return;
+        }
+        let discarded = self.recv_buf.len();
+        self.recv_buf.clear();
+        self.recv.reset();
+        if discarded > 0 {
+            self.events.push_back(Event::PlaintextDiscarded(discarded));
+        }
+        self.layers.push(LayerSlot {
+            layer,
+            recv_in: BytesMut::new(),
+            send_in: Outgoing::new(),
+        });
+        // Let the new layer start (a TLS client sends its ClientHello now).
+        self.pump_send();
+    }
+
+    /// `true` while a layer is still in its handshake.
+    pub fn is_handshaking(&self) -> bool {
+        self.layers.iter().any(|l| l.layer.is_handshaking())
+    }
+
+    // ---- internals ---------------------------------------------------------------------
+
+    /// Frames are delivered while open; after the peer's EOF the connection stays open until
+    /// the last buffered frame is out.
+    fn reading(&self) -> bool {
+        self.state == State::Open
+    }
+
+    /// Begin a graceful close with `reason` (first reason wins).
+    fn close_with(&mut self, reason: CloseReason) {
+        if self.state != State::Open {
+            return;
+        }
+        self.state = State::Closing;
+        self.closing = Some(reason);
+        self.linger_deadline = self.config.linger.map(|l| self.now + l);
+        for slot in &mut self.layers {
+            slot.layer.close();
+        }
+        self.pump_send();
+    }
+
+    /// Close at once with `reason`, dropping queued bytes.
+    fn fail(&mut self, reason: CloseReason) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.out.clear();
+        self.datagrams.clear();
+        self.finish(reason);
+    }
+
+    fn finish(&mut self, reason: CloseReason) {
+        self.state = State::Closed;
+        self.closing = None;
+        self.linger_deadline = None;
+        self.timer = None;
+        self.want_writable = false;
+        self.recv_buf = BytesMut::new();
+        for slot in &mut self.layers {
+            slot.recv_in = BytesMut::new();
+            slot.send_in.clear();
+        }
+        self.events.push_back(Event::Closed(reason));
+    }
+
+    /// Move received bytes up through the layers into the receive buffer.
+    fn pump_recv(&mut self) {
+        if self.layers.is_empty() {
+            return;
+        }
+        let n = self.layers.len();
+        for i in 0..n {
+            let (below, above) = self.layers.split_at_mut(i + 1);
+            let slot = &mut below[i];
+            let output = match above.first_mut() {
+                Some(next) => &mut next.recv_in,
+                None => &mut self.recv_buf,
+            };
+            if let Err(e) = slot.layer.recv(&mut slot.recv_in, output) {
+                // Close gracefully, so the layer's alert (e.g. a TLS alert) reaches the peer.
+                self.close_with(CloseReason::Layer(e));
+                return;
+            }
+        }
+        // Handshake replies, alerts.
+        self.pump_send();
+    }
+
+    /// Move bytes to send down through the layers into the outgoing queue.
+    fn pump_send(&mut self) {
+        let queued = self.out.len();
+        let n = self.layers.len();
+        for i in (0..n).rev() {
+            let (below, at) = self.layers.split_at_mut(i);
+            let slot = &mut at[0];
+            let output = match below.last_mut() {
+                Some(prev) => &mut prev.send_in,
+                None => &mut self.out,
+            };
+            if let Err(e) = slot.layer.send(&mut slot.send_in, output) {
+                self.fail(CloseReason::Layer(e));
+                return;
+            }
+        }
+        self.stats.bytes_sent += (self.out.len() - queued) as u64;
+    }
+}
