@@ -51,6 +51,12 @@ pub trait Layer: Send {
     fn is_handshaking(&self) -> bool {
         false
     }
+
+    /// `true` once the peer ended the layer's stream (a TLS `close_notify`): the tendril treats it
+    /// as the end of input.
+    fn peer_closed(&self) -> bool {
+        false
+    }
 }
 
 /// A layer failed; the connection closes with this as its reason.

@@ -36,15 +36,18 @@ pub mod framer;
 mod layer;
 mod outgoing;
 pub mod testkit;
+#[cfg(feature = "rustls")]
+pub mod tls;
+pub mod tracker;
 
 pub use addr::{Addr, Proto};
 pub use connection::{
     AppError, Application, CloseReason, Config, Event, Reject, SendError, Stats, Tendril,
 };
 pub use error::{ConfigError, FrameError};
-pub use layer::{Layer, LayerError};
 pub use framer::{
     BoxFramer, Chunk, Cobs, Delimiter, Framer, Identity, LengthField, LengthPrefixed, Line, Map,
     Netstring, Stuffing,
 };
+pub use layer::{Layer, LayerError};
 pub use outgoing::{Outgoing, COPY_THRESHOLD};

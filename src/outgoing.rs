@@ -134,7 +134,10 @@ impl Buf for Outgoing {
     }
 
     fn advance(&mut self, mut cnt: usize) {
-        assert!(cnt <= self.len, "advance past the end of the outgoing queue");
+        assert!(
+            cnt <= self.len,
+            "advance past the end of the outgoing queue"
+        );
         self.len -= cnt;
         while cnt > 0 {
             match self.queue.front_mut() {

@@ -63,6 +63,8 @@ pub struct TendrilView<'a> {
     pub closed: bool,
     /// The connection reads.
     pub wants_read: bool,
+    /// The connection is open (not closing).
+    pub open: bool,
     /// The next deadline.
     pub timeout: Option<Duration>,
     _marker: core::marker::PhantomData<&'a ()>,
@@ -78,6 +80,7 @@ impl<In, Out, A: Application<In, Out>> Side for (Tendril<In, Out>, A) {
             queued: self.0.transmit_len(),
             closed: self.0.is_closed(),
             wants_read: self.0.wants_read(),
+            open: self.0.is_open(),
             timeout: self.0.poll_timeout(),
             _marker: core::marker::PhantomData,
         }
@@ -185,15 +188,20 @@ impl<C: Side, S: Side> Pipe<C, S> {
     }
 }
 
+/// Move one chunk from `from` to `to`. A side that stopped reading for good (closing or closed)
+/// swallows what it is sent, as a socket's kernel buffer would; a side paused by back-pressure
+/// leaves it queued at the sender.
 fn transfer(from: &mut impl Side, to: &mut impl Side, now: Duration, max: usize) -> bool {
     let view = to.tendril_ref();
-    if view.closed || !view.wants_read {
+    if view.open && !view.wants_read {
         return false;
     }
     let data = from.take_outgoing(max.max(1));
     if data.is_empty() {
         return false;
     }
-    to.deliver(now, &data);
+    if view.open {
+        to.deliver(now, &data);
+    }
     true
 }

@@ -6,10 +6,8 @@ use core::time::Duration;
 /// use core::time::Duration;
 /// use tendril_core::Config;
 ///
-/// let config = Config {
-///     idle_timeout: Some(Duration::from_secs(30)),
-///     ..Config::default()
-/// };
+/// let mut config = Config::default();
+/// config.idle_timeout = Some(Duration::from_secs(30));
 /// assert_eq!(config.high_watermark, 1 << 20);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

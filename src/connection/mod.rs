@@ -638,7 +638,9 @@ impl<In, Out> Tendril<In, Out> {
             Some(slot) => &mut slot.send_in,
             None => &mut self.out,
         };
-        self.send.streamify(frame, target).map_err(SendError::Frame)?;
+        self.send
+            .streamify(frame, target)
+            .map_err(SendError::Frame)?;
         self.stats.frames_sent += 1;
         self.stats.bytes_sent += (self.out.len() - queued) as u64;
         if self.proto.is_datagram() {
@@ -725,7 +727,7 @@ impl<In, Out> Tendril<In, Out> {
     }
 
     /// Close at once with `reason`, dropping queued bytes.
-    fn fail(&mut self, reason: CloseReason) {
+    pub(crate) fn fail(&mut self, reason: CloseReason) {
         if self.state == State::Closed {
             return;
         }
@@ -766,6 +768,9 @@ impl<In, Out> Tendril<In, Out> {
                 self.close_with(CloseReason::Layer(e));
                 return;
             }
+        }
+        if self.layers.iter().any(|l| l.layer.peer_closed()) {
+            self.eof = true;
         }
         // Handshake replies, alerts.
         self.pump_send();

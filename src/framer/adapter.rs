@@ -46,7 +46,10 @@ where
     }
 
     fn frameify_eof(&mut self, buf: &mut BytesMut) -> Result<Option<T>, FrameError> {
-        self.inner.frameify_eof(buf)?.map(&mut self.decode).transpose()
+        self.inner
+            .frameify_eof(buf)?
+            .map(&mut self.decode)
+            .transpose()
     }
 
     fn streamify(&mut self, frame: T, out: &mut Outgoing) -> Result<(), FrameError> {

@@ -36,7 +36,10 @@ impl Chunk {
     /// # Panics
     /// If `len` is zero (a record must hold at least one byte).
     pub fn new(len: usize) -> Self {
-        assert!(len > 0, "Chunk::new(0): a record must hold at least one byte");
+        assert!(
+            len > 0,
+            "Chunk::new(0): a record must hold at least one byte"
+        );
         Chunk {
             len,
             piecewise: false,
