@@ -51,3 +51,8 @@ pub use framer::{
 };
 pub use layer::{Layer, LayerError};
 pub use outgoing::{Outgoing, COPY_THRESHOLD};
+
+/// The README's example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

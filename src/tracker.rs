@@ -150,11 +150,13 @@ type Key = (Addr, Addr);
 ///     || (Identity::new().boxed(), Identity::new().boxed()),
 ///     |_t: &mut Tendril| Ok(Echo),
 /// );
-/// let (local, peer) = ("127.0.0.1:53".parse().unwrap(), "127.0.0.1:4000".parse().unwrap());
+/// let local: SocketAddr = "127.0.0.1:53".parse().unwrap();
+/// let peer: SocketAddr = "127.0.0.1:4000".parse().unwrap();
 /// tracker.handle_datagram(Duration::ZERO, local, peer, b"hello", false);
 /// let reply = tracker.poll_transmit().unwrap();
-/// assert_eq!((reply.remote, reply.data), (peer, Bytes::from("hello")));
+/// assert_eq!((reply.remote, reply.data), (peer.into(), Bytes::from("hello")));
 /// # use tendril_core::Framer;
+/// # use std::net::SocketAddr;
 /// ```
 pub struct Tracker<In, Out, A> {
     proto: Proto,

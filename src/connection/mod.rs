@@ -548,8 +548,8 @@ impl<In, Out> Tendril<In, Out> {
     }
 
     /// The bytes to write to the socket (stream protocols). Write from
-    /// [`Buf::chunk`] or [`Buf::chunks_vectored`](bytes::Buf::chunks_vectored), then
-    /// [`Buf::advance`] by what was written.
+    /// [`Buf::chunk`](bytes::Buf::chunk) or [`Buf::chunks_vectored`](bytes::Buf::chunks_vectored), then
+    /// [`Buf::advance`](bytes::Buf::advance) by what was written.
     pub fn transmit(&mut self) -> &mut Outgoing {
         &mut self.out
     }
