@@ -263,16 +263,25 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         Some(result)
     }
 
-    /// Track an outgoing "connection" to `remote` from `local` with the given application.
-    pub fn connect(&mut self, now: Duration, local: Addr, remote: Addr, app: A) -> ConnId {
+    /// Track an outgoing "connection" to `remote` from `local`. `acceptor` sees the new tendril
+    /// (to set its framers) and makes its application, as for incoming peers. A peer already
+    /// tracked at that address pair is replaced.
+    pub fn connect(
+        &mut self,
+        now: Duration,
+        local: Addr,
+        remote: Addr,
+        acceptor: impl FnOnce(&mut Tendril<In, Out>) -> Result<A, Reject>,
+    ) -> Result<ConnId, Reject> {
         let key = (local.canonical(), remote.canonical());
+        let mut tendril = self.new_tendril(now, &key);
+        let app = acceptor(&mut tendril)?;
         if let Some(&id) = self.table.get(&key) {
             self.close_entry(now, id, CloseReason::Evicted);
         }
-        let tendril = self.new_tendril(now, &key);
         let id = self.insert(key, tendril, app);
         self.settle(now, id);
-        id
+        Ok(id)
     }
 
     /// A datagram arrived on `local` from `remote`. `truncated`: the driver's buffer was too small

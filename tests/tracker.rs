@@ -241,12 +241,12 @@ fn connect_tracks_an_outgoing_peer_and_replies_reach_it() {
     let mut tracker = echo_tracker(TrackerConfig::default(), &l, Arc::default());
     let (local, server) = (addr("[::1]:40000"), addr("[::1]:53"));
     let client_log = log();
-    let id = tracker.connect(
-        secs(0),
-        local.into(),
-        server.into(),
-        Recorder::new(&client_log),
-    );
+    let id = tracker
+        .connect(secs(0), local.into(), server.into(), |t| {
+            t.set_recv_framer(Identity::new());
+            Ok(Recorder::new(&client_log))
+        })
+        .unwrap();
     tracker.with(secs(0), id, |t, _| t.send_frame("query".into()).unwrap());
     let out = tracker.poll_transmit().unwrap();
     assert_eq!(

@@ -204,6 +204,8 @@ pub struct Tendril<In = Bytes, Out = In> {
     events: VecDeque<Event>,
     /// A send was refused or delivery paused: report `Writable` below the low watermark.
     want_writable: bool,
+    /// The application paused frame delivery.
+    recv_paused: bool,
     now: Duration,
     last_received: Duration,
     linger_deadline: Option<Duration>,
@@ -253,6 +255,7 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
             closing: None,
             events: VecDeque::new(),
             want_writable: false,
+            recv_paused: false,
             now: Duration::ZERO,
             last_received: Duration::ZERO,
             linger_deadline: None,
@@ -469,7 +472,7 @@ impl<In, Out> Tendril<In, Out> {
     /// [`Event::FrameSkipped`].
     pub fn poll_frame(&mut self) -> Option<In> {
         loop {
-            if !self.reading() {
+            if !self.reading() || self.recv_paused {
                 return None;
             }
             if self.out.len() >= self.config.high_watermark {
@@ -587,7 +590,26 @@ impl<In, Out> Tendril<In, Out> {
     /// `true` while the driver should read from the socket: the connection reads and delivery is
     /// not paused by back-pressure.
     pub fn wants_read(&self) -> bool {
-        self.reading() && !self.eof && self.out.len() < self.config.high_watermark
+        self.reading()
+            && !self.eof
+            && !self.recv_paused
+            && self.out.len() < self.config.high_watermark
+    }
+
+    /// `true` while `send_frame` accepts frames (open, and the queue below its high watermark).
+    pub fn is_writable(&self) -> bool {
+        self.state == State::Open && self.out.len() < self.config.high_watermark
+    }
+
+    /// Pause (or resume) frame delivery, e.g. while the application's own consumer is full.
+    /// While paused the driver stops reading, so the peer is held back by TCP flow control.
+    pub fn pause_recv(&mut self, paused: bool) {
+        self.recv_paused = paused;
+    }
+
+    /// `true` while frame delivery is paused by [`pause_recv`](Self::pause_recv).
+    pub fn is_recv_paused(&self) -> bool {
+        self.recv_paused
     }
 
     /// Give back the memory of empty buffers. Drivers call this when the socket has nothing more

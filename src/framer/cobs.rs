@@ -118,7 +118,7 @@ impl Cobs {
 
     /// The encoded length of a frame of `max` bytes: the bound while scanning for the delimiter.
     fn max_encoded(&self) -> usize {
-        self.max + self.max / self.full() + 1
+        self.max.saturating_add(self.max / self.full() + 1)
     }
 
     fn too_long(&self, resynced: bool) -> FrameError {
@@ -232,6 +232,11 @@ impl Framer for Cobs {
         self.scanned = 0;
         let mut frame = buf.split_to(at);
         buf.advance(1);
+        // Checked before the contents, so a long frame is skipped the same way whether its
+        // delimiter arrived with it or later.
+        if frame.len() > self.max_encoded() {
+            return Err(self.too_long(self.discard));
+        }
         let (len, in_place) = self.measure(&frame)?;
         if len > self.max {
             return Err(self.too_long(self.discard));

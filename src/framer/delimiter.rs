@@ -204,7 +204,7 @@ impl Scanner {
         }
         let Some(found) = find(&buf[self.scanned..]) else {
             self.scanned = buf.len().saturating_sub(carry);
-            if buf.len() > self.max + carry + usize::from(rule.strip_cr) {
+            if buf.len() > self.max.saturating_add(carry + usize::from(rule.strip_cr)) {
                 if !self.discard {
                     return Err(self.too_long(rule.what, false));
                 }

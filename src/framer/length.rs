@@ -263,10 +263,18 @@ impl Framer for LengthPrefixed {
         }
         let body = body as usize;
         let header = self.offset + width;
-        let total = header + body;
+        let Some(total) = header.checked_add(body) else {
+            return Err(FrameError::TooLong {
+                what: "length-prefixed frame",
+                max: self.max,
+                announced: Some(value),
+                resynced: false,
+            });
+        };
         if buf.len() < total {
-            // The whole frame is announced and within the limit: make room for it once.
-            buf.reserve(total - buf.len());
+            // The frame is announced and within the limit: make room for it once (a bounded
+            // step, so an unlimited maximum cannot ask for an impossible allocation).
+            buf.reserve((total - buf.len()).min(super::RESERVE_STEP));
             return Ok(None);
         }
         if self.offset == 0 {

@@ -41,6 +41,9 @@ pub use line::Line;
 pub use netstring::Netstring;
 pub use stuffing::Stuffing;
 
+/// The most a framer reserves ahead for an announced frame in one go.
+pub(crate) const RESERVE_STEP: usize = 1 << 20;
+
 /// A boxed framer, for switching between framers of different types at run time.
 pub type BoxFramer<F> = Box<dyn Framer<Frame = F> + Send>;
 

@@ -84,10 +84,11 @@ impl Framer for Netstring {
                     return Err(bad_length("has a leading zero", Some(byte)))
                 }
                 b'0'..=b'9' => {
-                    len = len * 10 + u64::from(byte - b'0');
-                    if len > self.max as u64 {
-                        return Err(self.too_long(None));
-                    }
+                    len = len
+                        .checked_mul(10)
+                        .and_then(|l| l.checked_add(u64::from(byte - b'0')))
+                        .filter(|&l| l <= self.max as u64)
+                        .ok_or_else(|| self.too_long(None))?;
                 }
                 _ => return Err(bad_length("is not a decimal number", Some(byte))),
             }
@@ -96,9 +97,11 @@ impl Framer for Netstring {
             return Ok(None);
         };
         let len = len as usize;
-        let total = colon + 1 + len + 1;
+        let Some(total) = (colon + 2).checked_add(len) else {
+            return Err(self.too_long(None));
+        };
         if buf.len() < total {
-            buf.reserve(total - buf.len());
+            buf.reserve((total - buf.len()).min(super::RESERVE_STEP));
             return Ok(None);
         }
         let comma = buf[total - 1];

@@ -15,8 +15,8 @@ use crate::{ConfigError, FrameError, Framer, Outgoing};
 ///
 /// Limits: frames of at most [`max_length`](Self::max_length) bytes, 64 KiB by default, checked
 /// while the frame is still being received; over it [`FrameError::TooLong`], or with
-/// [`discard_oversized`](Self::discard_oversized) the frame is dropped and decoding resumes at
-/// the next start marker. Junk outside frames is dropped as it arrives, so it never piles up
+/// [`discard_oversized`](Self::discard_oversized) the frame is dropped up to its end marker and
+/// decoding resumes at the next start marker. Junk outside frames is dropped as it arrives, so it never piles up
 /// (the original kept it without limit). Frames are unstuffed in place.
 ///
 /// ```
@@ -42,6 +42,8 @@ pub struct Stuffing {
     max: usize,
     discard: bool,
     in_frame: bool,
+    /// Dropping an oversized frame up to its end marker.
+    discarding: bool,
     scanned: usize,
 }
 
@@ -81,6 +83,7 @@ impl Stuffing {
             max: Self::DEFAULT_MAX,
             discard: false,
             in_frame: false,
+            discarding: false,
             scanned: 0,
         })
     }
@@ -103,7 +106,8 @@ impl Stuffing {
 
     /// The most stuffed bytes a frame of `max` bytes can take: each prefix may gain a nop.
     fn max_stuffed(&self) -> usize {
-        self.max + self.max / self.prefix.needle().len()
+        self.max
+            .saturating_add(self.max / self.prefix.needle().len())
     }
 
     fn too_long(&self, resynced: bool) -> FrameError {
@@ -145,6 +149,18 @@ impl Framer for Stuffing {
 
     fn frameify(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         let carry = self.marker_len() - 1;
+        if self.discarding {
+            match self.end.find(buf) {
+                Some(at) => {
+                    buf.advance(at + self.marker_len());
+                    self.discarding = false;
+                }
+                None => {
+                    buf.advance(buf.len().saturating_sub(carry));
+                    return Ok(None);
+                }
+            }
+        }
         if !self.in_frame {
             match self.start.find(buf) {
                 Some(at) => {
@@ -160,12 +176,14 @@ impl Framer for Stuffing {
         }
         let Some(found) = self.end.find(&buf[self.scanned..]) else {
             self.scanned = buf.len().saturating_sub(carry);
-            if buf.len() > self.max_stuffed() + carry {
+            if buf.len() > self.max_stuffed().saturating_add(carry) {
                 if !self.discard {
                     return Err(self.too_long(false));
                 }
+                // Drop the frame up to its end marker, as if it had arrived whole.
                 buf.advance(buf.len() - carry);
                 self.in_frame = false;
+                self.discarding = true;
                 self.scanned = 0;
                 return Err(self.too_long(true));
             }
@@ -188,6 +206,7 @@ impl Framer for Stuffing {
             return Ok(Some(frame));
         }
         let in_frame = core::mem::replace(&mut self.in_frame, false);
+        self.discarding = false;
         self.scanned = 0;
         let buffered = buf.len();
         buf.clear();
@@ -226,6 +245,7 @@ impl Framer for Stuffing {
 
     fn reset(&mut self) {
         self.in_frame = false;
+        self.discarding = false;
         self.scanned = 0;
     }
 }

@@ -1,0 +1,378 @@
+//! Socket set-up shared by Tendril's drivers (Tokio, async-std, blocking), written once.
+//!
+//! - [`WrapperChain`]: socket wrappers — closures over the raw socket, applied in order, as in
+//!   the Python original — and ready-made ones for the usual options ([`options`]).
+//! - [`resolve`]: endpoints as `host:port` strings (names resolve; the original took IP
+//!   literals only), IP literals or socket addresses.
+//! - Builders for listening, connecting and datagram sockets with the defaults every driver
+//!   uses ([`tcp_listener`], [`tcp_connect_socket`], [`udp_socket`]).
+//! - [`UdpIo`]: datagram I/O that knows which local address a datagram arrived on and sends
+//!   replies from it (IP_PKTINFO through `quinn-udp`), and never cuts a datagram short.
+//!
+//! ```
+//! use tendril_net::{options, WrapperChain};
+//!
+//! let chain = WrapperChain::new()
+//!     .chain(options::nodelay(true))
+//!     .chain(options::keepalive(std::time::Duration::from_secs(60)))
+//!     .chain(|socket: &socket2::Socket| socket.set_ttl_v4(32));
+//! assert_eq!(chain.len(), 3);
+//! ```
+
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use std::fmt;
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+pub use socket2;
+
+/// A socket wrapper: runs on the raw socket before it binds or connects (or right after
+/// accept), e.g. to set options.
+pub type SocketWrapper = Arc<dyn Fn(&Socket) -> io::Result<()> + Send + Sync>;
+
+/// Socket wrappers applied in order (the original's `WrapperChain`).
+#[derive(Clone, Default)]
+pub struct WrapperChain {
+    wrappers: Vec<SocketWrapper>,
+}
+
+impl fmt::Debug for WrapperChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WrapperChain")
+            .field("wrappers", &self.wrappers.len())
+            .finish()
+    }
+}
+
+impl WrapperChain {
+    /// An empty chain.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add a wrapper at the end of the chain (returns the chain, like the original's `chain()`).
+    pub fn chain<F>(mut self, wrapper: F) -> Self
+    where
+        F: Fn(&Socket) -> io::Result<()> + Send + Sync + 'static,
+    {
+        self.wrappers.push(Arc::new(wrapper));
+        self
+    }
+
+    /// The number of wrappers.
+    pub fn len(&self) -> usize {
+        self.wrappers.len()
+    }
+
+    /// `true` when the chain is empty.
+    pub fn is_empty(&self) -> bool {
+        self.wrappers.is_empty()
+    }
+
+    /// Run every wrapper on `socket`, in order; the first error stops the chain.
+    pub fn apply(&self, socket: &Socket) -> io::Result<()> {
+        self.wrappers.iter().try_for_each(|w| w(socket))
+    }
+
+    /// Run every wrapper on any socket-like object (a std, Tokio or async-io socket).
+    pub fn apply_to<S: std::os::fd::AsFd>(&self, socket: &S) -> io::Result<()> {
+        let sock = SockRef::from(socket);
+        // SockRef derefs to Socket.
+        self.apply(&sock)
+    }
+}
+
+impl<F> From<F> for WrapperChain
+where
+    F: Fn(&Socket) -> io::Result<()> + Send + Sync + 'static,
+{
+    fn from(wrapper: F) -> Self {
+        WrapperChain::new().chain(wrapper)
+    }
+}
+
+/// Ready-made wrappers for the usual socket options.
+pub mod options {
+    use socket2::{Socket, TcpKeepalive};
+    use std::io;
+    use std::time::Duration;
+
+    type Wrapper = fn(&Socket) -> io::Result<()>;
+
+    /// `TCP_NODELAY`: send small frames at once instead of waiting to coalesce them.
+    pub fn nodelay(on: bool) -> impl Fn(&Socket) -> io::Result<()> + Send + Sync {
+        move |s| s.set_tcp_nodelay(on)
+    }
+
+    /// TCP keepalive probes after `idle` without traffic.
+    pub fn keepalive(idle: Duration) -> impl Fn(&Socket) -> io::Result<()> + Send + Sync {
+        move |s| s.set_tcp_keepalive(&TcpKeepalive::new().with_time(idle))
+    }
+
+    /// `SO_RCVBUF`.
+    pub fn recv_buffer_size(bytes: usize) -> impl Fn(&Socket) -> io::Result<()> + Send + Sync {
+        move |s| s.set_recv_buffer_size(bytes)
+    }
+
+    /// `SO_SNDBUF`.
+    pub fn send_buffer_size(bytes: usize) -> impl Fn(&Socket) -> io::Result<()> + Send + Sync {
+        move |s| s.set_send_buffer_size(bytes)
+    }
+
+    /// `SO_REUSEADDR`.
+    pub fn reuse_address(on: bool) -> impl Fn(&Socket) -> io::Result<()> + Send + Sync {
+        move |s| s.set_reuse_address(on)
+    }
+
+    /// `SO_REUSEPORT`: several sockets (one per core) share a port; the kernel spreads
+    /// connections and keeps each UDP peer on one socket.
+    #[cfg(unix)]
+    pub fn reuse_port(on: bool) -> impl Fn(&Socket) -> io::Result<()> + Send + Sync {
+        move |s| s.set_reuse_port(on)
+    }
+
+    /// IP time-to-live (IPv4) / unicast hop limit (IPv6).
+    pub fn ttl(hops: u32) -> impl Fn(&Socket) -> io::Result<()> + Send + Sync {
+        move |s| match s.local_addr().ok().and_then(|a| a.as_socket()) {
+            Some(std::net::SocketAddr::V6(_)) => s.set_unicast_hops_v6(hops),
+            _ => s.set_ttl_v4(hops),
+        }
+    }
+
+    /// `IPV6_V6ONLY`.
+    pub fn only_v6(on: bool) -> impl Fn(&Socket) -> io::Result<()> + Send + Sync {
+        move |s| s.set_only_v6(on)
+    }
+
+    /// A wrapper that does nothing (a placeholder in a chain).
+    pub const NOTHING: Wrapper = |_| Ok(());
+}
+
+/// Resolve an endpoint: `"host:port"` (names are resolved), `"[::1]:80"`, `"127.0.0.1:0"`.
+/// Blocking (it may ask DNS); async drivers run it off their executor.
+pub fn resolve(endpoint: &str) -> io::Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = endpoint.to_socket_addrs()?.collect();
+    if addrs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{endpoint} resolved to no address"),
+        ));
+    }
+    Ok(addrs)
+}
+
+/// The listen backlog drivers use (the original's 1024).
+pub const BACKLOG: i32 = 1024;
+
+/// A non-blocking TCP listener on `addr`: `SO_REUSEADDR` on, the wrappers applied before bind.
+pub fn tcp_listener(addr: SocketAddr, wrapper: &WrapperChain) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    wrapper.apply(&socket)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// A TCP socket ready to connect to `target`: wrappers applied, bound to `local`'s IP if given
+/// (with an ephemeral port, so a manager listening on a fixed port can also connect out — the
+/// original failed with `EADDRINUSE`). Connect it with [`Socket::connect`] (blocking) or after
+/// `set_nonblocking(true)`.
+pub fn tcp_connect_socket(
+    local: Option<IpAddr>,
+    target: SocketAddr,
+    wrapper: &WrapperChain,
+) -> io::Result<Socket> {
+    let socket = Socket::new(
+        Domain::for_address(target),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    if let Some(ip) = local.filter(|ip| !ip.is_unspecified() && ip.is_ipv4() == target.is_ipv4()) {
+        socket.bind(&SocketAddr::new(ip, 0).into())?;
+    }
+    wrapper.apply(&socket)?;
+    Ok(socket)
+}
+
+/// A non-blocking UDP socket bound to `addr`, wrappers applied before bind.
+pub fn udp_socket(addr: SocketAddr, wrapper: &WrapperChain) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    wrapper.apply(&socket)?;
+    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// The receive buffer for one datagram: the largest UDP payload, so nothing is ever cut short.
+pub const MAX_DATAGRAM: usize = 65_536;
+
+/// One received datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// The sender.
+    pub remote: SocketAddr,
+    /// The local address it arrived on (the socket's own address unless the socket is
+    /// wildcard-bound and the platform says which interface address received it).
+    pub local: SocketAddr,
+    /// Where the datagram is in the buffer passed to [`UdpIo::recv`].
+    pub start: usize,
+    /// Its length.
+    pub len: usize,
+}
+
+/// Datagram I/O on one socket: receives batches with the destination address of each datagram,
+/// sends replies from a chosen local address (`quinn-udp`: `recvmmsg`, `IP_PKTINFO`, GRO where
+/// available).
+#[derive(Debug)]
+pub struct UdpIo {
+    state: quinn_udp::UdpSocketState,
+    local: SocketAddr,
+}
+
+impl UdpIo {
+    /// Prepare `socket` (sets the options `quinn-udp` needs, e.g. `IP_PKTINFO`).
+    pub fn new<S: std::os::fd::AsFd>(socket: &S) -> io::Result<Self> {
+        let sock = SockRef::from(socket);
+        let local = sock
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))?;
+        let state = quinn_udp::UdpSocketState::new(socket.into())?;
+        Ok(UdpIo { state, local })
+    }
+
+    /// The socket's bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The buffer size that holds one receive call's datagrams (GRO may coalesce several).
+    pub fn buffer_size(&self) -> usize {
+        MAX_DATAGRAM * self.state.gro_segments().max(1)
+    }
+
+    /// Receive datagrams into `buf` (at least [`buffer_size`](Self::buffer_size) long), calling
+    /// `each` for every datagram. Returns `WouldBlock` on a non-blocking socket with nothing to
+    /// read.
+    pub fn recv<S: std::os::fd::AsFd>(
+        &self,
+        socket: &S,
+        buf: &mut [u8],
+        mut each: impl FnMut(Received),
+    ) -> io::Result<()> {
+        let mut meta = [quinn_udp::RecvMeta::default()];
+        let mut bufs = [IoSliceMut::new(buf)];
+        let n = self.state.recv(socket.into(), &mut bufs, &mut meta)?;
+        for meta in &meta[..n] {
+            let local = match meta.dst_ip {
+                Some(ip) if self.local.ip().is_unspecified() => {
+                    SocketAddr::new(ip, self.local.port())
+                }
+                _ => self.local,
+            };
+            let stride = meta.stride.max(1);
+            let mut start = 0;
+            while start < meta.len {
+                let len = stride.min(meta.len - start);
+                each(Received {
+                    remote: meta.addr,
+                    local,
+                    start,
+                    len,
+                });
+                start += stride;
+            }
+        }
+        Ok(())
+    }
+
+    /// Send `data` to `remote`, from `local`'s IP when the socket is wildcard-bound.
+    pub fn send<S: std::os::fd::AsFd>(
+        &self,
+        socket: &S,
+        local: Option<SocketAddr>,
+        remote: SocketAddr,
+        data: &[u8],
+    ) -> io::Result<()> {
+        let src_ip = local
+            .map(|l| l.ip())
+            .filter(|ip| self.local.ip().is_unspecified() && !ip.is_unspecified());
+        let transmit = quinn_udp::Transmit {
+            destination: remote,
+            ecn: None,
+            contents: data,
+            segment_size: None,
+            src_ip,
+        };
+        self.state.try_send(socket.into(), &transmit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrapper_chain_runs_its_wrappers_in_order_and_stops_at_the_first_error() {
+        use std::sync::Mutex;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (a, b) = (seen.clone(), seen.clone());
+        let chain = WrapperChain::new()
+            .chain(move |_| {
+                a.lock().unwrap().push(1);
+                Ok(())
+            })
+            .chain(|_| Err(io::Error::other("no")))
+            .chain(move |_| {
+                b.lock().unwrap().push(3);
+                Ok(())
+            });
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        assert!(chain.apply(&socket).is_err());
+        assert_eq!(*seen.lock().unwrap(), [1]);
+    }
+
+    #[test]
+    fn options_reach_the_socket() {
+        let chain = WrapperChain::new()
+            .chain(options::nodelay(true))
+            .chain(options::recv_buffer_size(64 * 1024));
+        let listener = tcp_listener("127.0.0.1:0".parse().unwrap(), &chain).unwrap();
+        let sock = SockRef::from(&listener);
+        assert!(sock.reuse_address().unwrap());
+        assert!(sock.recv_buffer_size().unwrap() >= 64 * 1024);
+    }
+
+    #[test]
+    fn hostnames_resolve() {
+        let addrs = resolve("localhost:80").unwrap();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 80));
+    }
+
+    #[test]
+    fn udp_io_reports_the_local_address_of_a_wildcard_socket() {
+        let server = udp_socket("0.0.0.0:0".parse().unwrap(), &WrapperChain::new()).unwrap();
+        server.set_nonblocking(false).unwrap();
+        let port = server.local_addr().unwrap().port();
+        let io = UdpIo::new(&server).unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.send_to(b"hi", ("127.0.0.1", port)).unwrap();
+        let mut buf = vec![0; io.buffer_size()];
+        let mut got = vec![];
+        io.recv(&server, &mut buf, |r| got.push(r)).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0].local,
+            SocketAddr::new("127.0.0.1".parse().unwrap(), port)
+        );
+        assert_eq!(&buf[got[0].start..got[0].start + got[0].len], b"hi");
+        io.send(&server, Some(got[0].local), got[0].remote, b"back")
+            .unwrap();
+        let mut reply = [0; 16];
+        let (n, from) = client.recv_from(&mut reply).unwrap();
+        assert_eq!((&reply[..n], from), (&b"back"[..], got[0].local));
+    }
+}
