@@ -5,8 +5,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tendril_core::Framer;
-use tendril_core::{Addr, Application, BoxFramer, Config, Identity, Proto, Reject, Tendril};
+use tendril_core::{Addr, Application, BoxFramer, Config, Proto, Reject, Tendril};
 use tendril_net::WrapperChain;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -15,29 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::registry::{self, Transport};
 use crate::TendrilHandle;
 
-/// A boxed application, as managers keep them.
-pub type BoxApp = Box<dyn Application + Send>;
-
-/// A type-erased acceptor.
-pub type Acceptor = Box<dyn FnMut(&mut Tendril) -> Result<BoxApp, Reject> + Send>;
-
-/// The acceptor as transports share it.
-pub type SharedAcceptor = Arc<Mutex<Acceptor>>;
-
-/// Turn a typed acceptor closure into the shared, type-erased form.
-pub fn acceptor<A, F>(mut f: F) -> SharedAcceptor
-where
-    A: Application + Send + 'static,
-    F: FnMut(&mut Tendril) -> Result<A, Reject> + Send + 'static,
-{
-    Arc::new(Mutex::new(Box::new(move |t: &mut Tendril| {
-        f(t).map(|app| Box::new(app) as BoxApp)
-    })))
-}
-
-/// Makes each new tendril's (receive, send) framers before the acceptor sees it.
-pub type FramerFactory =
-    Arc<dyn Fn() -> (BoxFramer<bytes::Bytes>, BoxFramer<bytes::Bytes>) + Send + Sync>;
+pub use tendril_net::{acceptor, Acceptor, BoxApp, FramerFactory, SharedAcceptor};
 
 /// State shared by a manager, its transport's tasks and its connections' tasks.
 pub struct Context {
@@ -74,9 +51,7 @@ impl Context {
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
             config: Mutex::new(Config::default()),
-            framers: Mutex::new(Arc::new(|| {
-                (Identity::new().boxed(), Identity::new().boxed())
-            })),
+            framers: Mutex::new(tendril_net::identity_framers()),
             accepted_wrapper: Mutex::new(WrapperChain::new()),
             udp: Mutex::default(),
         }
@@ -142,9 +117,7 @@ impl Context {
     }
 }
 
-pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+pub(crate) use tendril_net::lock;
 
 /// A manager for one protocol and endpoint: listens with [`start`](Self::start), connects out
 /// with [`connect`](Self::connect), and keeps track of its live tendrils.
