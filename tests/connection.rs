@@ -394,6 +394,29 @@ fn after_the_peers_eof_replies_still_go_out_before_the_close() {
 }
 
 #[test]
+fn finish_half_closes_and_replies_still_arrive() {
+    let (client_log, server_log) = (log(), log());
+    let mut pipe = Pipe::new(
+        (line(), Recorder::new(&client_log)),
+        (line(), Recorder::echo(&server_log)),
+    );
+    pipe.client.0.send_frame("last words".into()).unwrap();
+    pipe.client.0.finish();
+    assert!(matches!(
+        pipe.client.0.send_frame("more".into()),
+        Err(SendError::Closed(_))
+    ));
+    pipe.run();
+    assert_eq!(
+        texts(&client_log),
+        ["last words"],
+        "the echo came back after our FIN"
+    );
+    assert_eq!(closed(&client_log), ["closed by the peer"]);
+    assert_eq!(closed(&server_log), ["closed by the peer"]);
+}
+
+#[test]
 fn the_core_never_reads_a_clock() {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut stack = vec![src];

@@ -261,3 +261,26 @@ fn garbage_instead_of_a_client_hello_closes_with_a_tls_error() {
     assert_eq!(reasons.len(), 1);
     assert!(reasons[0].starts_with("TLS error"), "{reasons:?}");
 }
+
+#[test]
+fn finishing_during_the_handshake_still_delivers_what_was_queued() {
+    let certs = certs(true);
+    let (client_log, server_log) = (log(), log());
+    let mut client = line();
+    client.wrap(client_layer(&certs));
+    client
+        .send_frame("sent before the handshake".into())
+        .unwrap();
+    client.finish();
+    let mut server = line();
+    server.wrap(TlsLayer::server(certs.server.clone()).unwrap());
+    let mut pipe = Pipe::new(
+        (client, Recorder::new(&client_log)),
+        (server, Recorder::echo(&server_log)),
+    );
+    pipe.run_chunked(|| 64);
+    assert_eq!(texts(&server_log), ["sent before the handshake"]);
+    assert_eq!(texts(&client_log), ["sent before the handshake"]);
+    assert_eq!(closed(&client_log), ["closed by the peer"]);
+    assert_eq!(closed(&server_log), ["closed by the peer"]);
+}

@@ -204,6 +204,14 @@ pub struct Tendril<In = Bytes, Out = In> {
     events: VecDeque<Event>,
     /// A send was refused or delivery paused: report `Writable` below the low watermark.
     want_writable: bool,
+    /// `finish` was called: no more sends; FIN once the queue is written, reading goes on.
+    finishing: bool,
+    /// The driver shut the write side down.
+    write_shut: bool,
+    /// The layers are to be closed (close or finish) once their handshakes are done.
+    layers_closing: bool,
+    /// The layers were told to close.
+    layers_closed: bool,
     /// The application paused frame delivery.
     recv_paused: bool,
     now: Duration,
@@ -255,6 +263,10 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
             closing: None,
             events: VecDeque::new(),
             want_writable: false,
+            finishing: false,
+            write_shut: false,
+            layers_closing: false,
+            layers_closed: false,
             recv_paused: false,
             now: Duration::ZERO,
             last_received: Duration::ZERO,
@@ -571,20 +583,36 @@ impl<In, Out> Tendril<In, Out> {
     /// [`handle_shutdown`](Self::handle_shutdown): the connection is closing and every queued
     /// byte was written.
     pub fn wants_shutdown(&self) -> bool {
-        self.state == State::Closing
-            && self.out.is_empty()
-            && self.datagrams.is_empty()
-            && self.layers.iter().all(|l| l.send_in.is_empty())
+        (self.state == State::Closing || (self.finishing && self.state == State::Open))
+            && !self.write_shut
+            && self.flushed()
     }
 
-    /// The driver shut the write side down (or, for datagrams, sent the last one): the
-    /// connection is closed.
+    /// The driver shut the write side down (or, for datagrams, sent the last one). A closing
+    /// connection is then closed; after [`finish`](Self::finish) it goes on reading until the
+    /// peer's EOF.
     pub fn handle_shutdown(&mut self, now: Duration) {
         self.now = now;
+        self.write_shut = true;
         if self.state == State::Closing {
             let reason = self.closing.take().unwrap_or(CloseReason::Closed);
-            self.finish(reason);
+            self.end(reason);
         }
+    }
+
+    /// Everything queued was handed to the driver and written.
+    fn flushed(&self) -> bool {
+        self.out.is_empty()
+            && self.datagrams.is_empty()
+            && self.layers.iter().all(|l| l.send_in.is_empty())
+            && (self.layers_closed || self.layers.is_empty())
+    }
+
+    /// Ask the layers to end their streams (a TLS `close_notify`) once they can: not in the
+    /// middle of a handshake, which would drop data queued behind it.
+    fn close_layers(&mut self) {
+        self.layers_closing = true;
+        self.pump_send();
     }
 
     /// `true` while the driver should read from the socket: the connection reads and delivery is
@@ -648,7 +676,7 @@ impl<In, Out> Tendril<In, Out> {
     /// ([`SendError::Full`], then wait for [`Event::Writable`]). Large frame bodies are queued
     /// without copying.
     pub fn send_frame(&mut self, frame: Out) -> Result<(), SendError<Out>> {
-        if self.state != State::Open {
+        if self.state != State::Open || self.finishing {
             return Err(SendError::Closed(frame));
         }
         if self.out.len() >= self.config.high_watermark {
@@ -678,6 +706,18 @@ impl<In, Out> Tendril<In, Out> {
     /// write side shuts down and the connection closes with [`CloseReason::Closed`].
     pub fn close(&mut self) {
         self.close_with(CloseReason::Closed);
+    }
+
+    /// Half-close: nothing more will be sent; once everything queued is written the write side
+    /// shuts down (FIN, and a TLS `close_notify` first), while frames go on arriving until the
+    /// peer ends its side. The connection then closes with [`CloseReason::PeerClosed`]. This is
+    /// what a client does at the end of its input (`nc -N`).
+    pub fn finish(&mut self) {
+        if self.state != State::Open || self.finishing {
+            return;
+        }
+        self.finishing = true;
+        self.close_layers();
     }
 
     /// Close at once, dropping everything queued ([`CloseReason::Aborted`]).
@@ -742,10 +782,12 @@ impl<In, Out> Tendril<In, Out> {
         self.state = State::Closing;
         self.closing = Some(reason);
         self.linger_deadline = self.config.linger.map(|l| self.now + l);
-        for slot in &mut self.layers {
-            slot.layer.close();
+        self.close_layers();
+        if self.write_shut {
+            // The write side is already shut (after `finish`): nothing is left to send.
+            let reason = self.closing.take().unwrap_or(CloseReason::Closed);
+            self.end(reason);
         }
-        self.pump_send();
     }
 
     /// Close at once with `reason`, dropping queued bytes.
@@ -755,10 +797,10 @@ impl<In, Out> Tendril<In, Out> {
         }
         self.out.clear();
         self.datagrams.clear();
-        self.finish(reason);
+        self.end(reason);
     }
 
-    fn finish(&mut self, reason: CloseReason) {
+    fn end(&mut self, reason: CloseReason) {
         self.state = State::Closed;
         self.closing = None;
         self.linger_deadline = None;
@@ -786,7 +828,9 @@ impl<In, Out> Tendril<In, Out> {
                 None => &mut self.recv_buf,
             };
             if let Err(e) = slot.layer.recv(&mut slot.recv_in, output) {
-                // Close gracefully, so the layer's alert (e.g. a TLS alert) reaches the peer.
+                // Close gracefully, so the layer's alert (e.g. a TLS alert) reaches the peer;
+                // the alert ends the layer's stream, so it is not closed again.
+                self.layers_closed = true;
                 self.close_with(CloseReason::Layer(e));
                 return;
             }
@@ -798,11 +842,30 @@ impl<In, Out> Tendril<In, Out> {
         self.pump_send();
     }
 
-    /// Move bytes to send down through the layers into the outgoing queue.
+    /// Move bytes to send down through the layers into the outgoing queue; close the layers
+    /// once that was asked for and they can.
     fn pump_send(&mut self) {
         let queued = self.out.len();
-        let n = self.layers.len();
-        for i in (0..n).rev() {
+        if self.send_through_layers()
+            && self.layers_closing
+            && !self.layers_closed
+            && !self.is_handshaking()
+            && self.layers.iter().all(|l| l.send_in.is_empty())
+        {
+            self.layers_closed = true;
+            for slot in &mut self.layers {
+                slot.layer.close();
+            }
+            // Once more, to write what closing produced.
+            self.send_through_layers();
+        }
+        self.stats.bytes_sent += self.out.len().saturating_sub(queued) as u64;
+    }
+
+    /// One pass of every layer's `send`, innermost first. `false` if a layer failed (the
+    /// connection is then closed).
+    fn send_through_layers(&mut self) -> bool {
+        for i in (0..self.layers.len()).rev() {
             let (below, at) = self.layers.split_at_mut(i);
             let slot = &mut at[0];
             let output = match below.last_mut() {
@@ -811,9 +874,9 @@ impl<In, Out> Tendril<In, Out> {
             };
             if let Err(e) = slot.layer.send(&mut slot.send_in, output) {
                 self.fail(CloseReason::Layer(e));
-                return;
+                return false;
             }
         }
-        self.stats.bytes_sent += (self.out.len() - queued) as u64;
+        true
     }
 }

@@ -161,6 +161,12 @@ impl TendrilHandle {
         self.with(move |t| t.wrap(layer))
     }
 
+    /// Half-close: send what is queued, then FIN; keep receiving until the peer closes
+    /// (see [`Tendril::finish`]).
+    pub fn finish(&self) -> bool {
+        self.with(Tendril::finish)
+    }
+
     /// Close gracefully.
     pub fn close(&self) -> bool {
         self.command(Command::Close)
