@@ -31,6 +31,25 @@ impl std::error::Error for SendFailed {}
 
 pub(crate) type Reply = oneshot::Sender<Result<(), SendFailed>>;
 
+thread_local! {
+    static CURRENT: std::cell::RefCell<Option<TendrilHandle>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` (an acceptor) with `handle` as the [`current_handle`].
+pub(crate) fn with_current<R>(handle: &TendrilHandle, f: impl FnOnce() -> R) -> R {
+    let previous = CURRENT.with(|c| c.replace(Some(handle.clone())));
+    let result = f();
+    CURRENT.with(|c| *c.borrow_mut() = previous);
+    result
+}
+
+/// The handle of the stream tendril whose acceptor is running, so an acceptor can keep a way
+/// to reach its connection later (e.g. a chat server's list of members). `None` outside an
+/// acceptor.
+pub fn current_handle() -> Option<TendrilHandle> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
 /// What a handle asks of its connection's task.
 pub(crate) enum Command {
     /// Send a frame; reply once the frame is queued (waiting while the queue is full).
@@ -127,6 +146,10 @@ impl TendrilHandle {
             return Err(SendFailed::Closed);
         }
         rx.await.unwrap_or(Err(SendFailed::Closed))
+    }
+
+    pub(crate) fn send_with_reply(&self, frame: Bytes, reply: Reply) -> bool {
+        self.command(Command::Send(frame, Some(reply)))
     }
 
     /// Send a frame without waiting for it to be queued. Returns `false` if the connection is

@@ -41,13 +41,15 @@
 //! }
 //! ```
 
+mod framed;
 mod handle;
 mod manager;
 mod registry;
 mod stream;
 mod udp;
 
-pub use handle::{SendFailed, TendrilHandle};
+pub use framed::{FramedTendril, Incoming};
+pub use handle::{current_handle, SendFailed, TendrilHandle};
 pub use manager::{acceptor, get_manager, Acceptor, BoxApp, Context, Manager, SharedAcceptor};
 pub use registry::{protocols, register, Transport};
 pub use stream::spawn_stream;
