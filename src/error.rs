@@ -68,6 +68,9 @@ pub enum FrameError {
     },
     /// A varint length field is longer than 10 bytes or exceeds `u64::MAX`.
     VarintOverflow,
+    /// A varint length field is padded (ends in a `0x00` continuation), which makes the length
+    /// ambiguous to re-encode.
+    VarintNotMinimal,
     /// A frame cannot be written in this format (e.g. a line that contains `\n`, a frame too
     /// long for a one-byte length field).
     Unencodable {
@@ -146,6 +149,9 @@ impl fmt::Display for FrameError {
             ),
             FrameError::VarintOverflow => {
                 f.write_str("varint length field longer than 10 bytes or above 2^64-1")
+            }
+            FrameError::VarintNotMinimal => {
+                f.write_str("varint length field is padded with a trailing zero byte")
             }
             FrameError::Unencodable { what, reason } => write!(f, "cannot send this {what}: {reason}"),
             FrameError::LengthFieldOverflow { value, field_max } => write!(

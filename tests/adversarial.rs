@@ -319,8 +319,11 @@ fn a_varint_length_longer_than_ten_bytes_or_above_u64_max_is_an_overflow() {
             ..
         })
     ));
-    // A non-minimal encoding of a small length is accepted.
-    assert_eq!(overflow(&[0x82, 0x00, b'h', b'i']).unwrap().unwrap(), "hi");
+    // A padded (non-minimal) encoding is refused: it would not re-encode to itself.
+    assert!(matches!(
+        overflow(&[0x82, 0x00, b'h', b'i']),
+        Err(FrameError::VarintNotMinimal)
+    ));
 }
 
 #[test]
@@ -966,4 +969,17 @@ fn an_oversized_stuffed_frame_is_skipped_the_same_way_however_it_arrives() {
     };
     let [whole, pieces] = events_by_cut(make, wire);
     assert_eq!(whole, pieces);
+}
+
+#[test]
+fn a_padded_varint_length_is_refused_so_every_frame_re_encodes() {
+    use tendril_core::FrameError;
+    let mut framer = LengthPrefixed::varint().adjustment(-2).counts_header(true);
+    let mut buf = bytes::BytesMut::from(&[0x80u8, 0x00][..]);
+    let err = framer.frameify(&mut buf).unwrap_err();
+    assert!(matches!(err, FrameError::VarintNotMinimal), "{err}");
+    // A minimal one is fine.
+    let mut framer = LengthPrefixed::varint();
+    let mut buf = bytes::BytesMut::from(&[0x00u8][..]);
+    assert_eq!(framer.frameify(&mut buf).unwrap().unwrap(), "");
 }

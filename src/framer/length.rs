@@ -21,7 +21,8 @@ pub enum LengthField {
     U64Be,
     /// Eight bytes, little-endian.
     U64Le,
-    /// Unsigned LEB128 (protobuf's varint): 7 bits per byte, low bits first, at most 10 bytes.
+    /// Unsigned LEB128 (protobuf's varint): 7 bits per byte, low bits first, at most 10 bytes,
+    /// minimally encoded (a padded field is an error).
     Varint,
 }
 
@@ -58,6 +59,10 @@ impl LengthField {
                 }
                 value |= bits << (7 * i);
                 if byte & 0x80 == 0 {
+                    // Canonical LEB128 only: a padded field would not re-encode to itself.
+                    if i > 0 && byte == 0 {
+                        return Err(FrameError::VarintNotMinimal);
+                    }
                     return Ok(Some((value, i + 1)));
                 }
             }
