@@ -97,6 +97,54 @@ fn echo_over_udp_returns_each_datagram() {
     }
 }
 
+/// Run `socat` with `args`, feed it `input`, return what it printed (10 s at most).
+fn socat(args: &[&str], input: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("socat")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("socat is needed for this test (.ci/run installs it)");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        let _ = tx.send(out);
+    });
+    let out = rx.recv_timeout(Duration::from_secs(10));
+    let _ = child.kill();
+    let _ = child.wait();
+    out.expect("socat did not finish")
+}
+
+#[test]
+fn socat_gets_a_udp_datagram_echoed() {
+    let server = start(
+        ECHO,
+        &["--listen", "udp://127.0.0.1:0", "--framer", "identity"],
+    );
+    // -t: wait that long for the reply after stdin ends.
+    let target = format!("UDP4:{}", server.addr);
+    let out = socat(&["-t", "2", "-", &target], b"a datagram via socat\n");
+    assert_eq!(out, b"a datagram via socat\n");
+}
+
+#[cfg(unix)]
+#[test]
+fn socat_talks_to_echo_over_a_unix_socket() {
+    let dir = std::env::temp_dir().join(format!("tendril-socat-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("echo.sock");
+    let url = format!("unix://{}", path.display());
+    let _server = start(ECHO, &["--listen", &url, "--framer", "line:lf"]);
+    let target = format!("UNIX-CONNECT:{}", path.display());
+    let out = socat(&["-t", "2", "-", &target], b"one\ntwo\n");
+    assert_eq!(out, b"one\ntwo\n");
+}
+
 #[cfg(unix)]
 #[test]
 fn echo_over_a_unix_socket() {
