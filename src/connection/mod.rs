@@ -347,6 +347,12 @@ impl<In, Out> Tendril<In, Out> {
         &self.config
     }
 
+    /// Change the configuration (e.g. from an acceptor: watermarks, idle timeout). A new idle
+    /// timeout counts from the last receive.
+    pub fn set_config(&mut self, config: Config) {
+        self.config = config;
+    }
+
     /// Byte and frame counters.
     pub fn stats(&self) -> Stats {
         self.stats

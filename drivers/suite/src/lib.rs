@@ -1,0 +1,499 @@
+//! One driver-agnostic test suite, run against every Tendril driver.
+//!
+//! A driver crate implements [`Driver`] (start a manager, report its address, count its
+//! tendrils, stop it) and calls [`driver_suite!`] in one of its test files; every scenario then
+//! runs as a `#[test]` of that crate, over loopback (127.0.0.1 and ::1), with plain blocking
+//! `std` clients on the other end — the same clients and the same assertions for every driver.
+
+use bytes::Bytes;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tendril_core::{
+    Addr, AppError, Application, Chunk, CloseReason, LengthPrefixed, Line, Reject, Tendril,
+};
+use tendril_net::{acceptor, SharedAcceptor, WrapperChain};
+
+/// A driver under test.
+pub trait Driver {
+    /// Start a manager for `proto` on `endpoint` with `acceptor`.
+    fn start(
+        &self,
+        proto: &str,
+        endpoint: &str,
+        acceptor: SharedAcceptor,
+        wrapper: WrapperChain,
+    ) -> io::Result<Box<dyn Server>>;
+}
+
+/// A running manager.
+pub trait Server {
+    /// The bound address.
+    fn local_addr(&self) -> Addr;
+    /// Live tendrils.
+    fn tendril_count(&self) -> usize;
+    /// Stop, returning once every application's `closed` has run.
+    fn stop(self: Box<Self>);
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Close reasons, delivered as they happen.
+type Closes = mpsc::Receiver<String>;
+
+/// Echoes frames (QUIT closes), reports closes; `switch` makes DATA switch to `Chunk(5)`.
+struct Echo {
+    closes: mpsc::Sender<String>,
+    switch: bool,
+    after_data: bool,
+}
+
+impl Application for Echo {
+    fn recv_frame(&mut self, t: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+        if frame == "QUIT" {
+            t.close();
+            return Ok(());
+        }
+        if self.switch && frame == "DATA" {
+            t.set_recv_framer(Chunk::new(5));
+            self.after_data = true;
+        } else if self.after_data {
+            t.set_recv_framer(Line::crlf());
+            self.after_data = false;
+        }
+        t.send_frame(frame)?;
+        Ok(())
+    }
+
+    fn closed(&mut self, _: &Tendril, reason: &CloseReason) {
+        let _ = self.closes.send(reason.to_string());
+    }
+}
+
+/// An echo acceptor with the framers `setup` picks.
+fn echo(setup: impl Fn(&mut Tendril) + Send + 'static, switch: bool) -> (SharedAcceptor, Closes) {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let acceptor = acceptor(move |t: &mut Tendril| {
+        setup(t);
+        let closes = tendril_net::lock(&tx).clone();
+        Ok::<_, Reject>(Echo {
+            closes,
+            switch,
+            after_data: false,
+        })
+    });
+    (acceptor, rx)
+}
+
+fn lines(t: &mut Tendril) {
+    t.set_recv_framer(Line::crlf());
+    t.set_send_framer(Line::crlf());
+}
+
+fn ip(server: &dyn Server) -> SocketAddr {
+    server.local_addr().ip().expect("an IP listener")
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream
+}
+
+fn read_n(stream: &mut impl Read, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    stream.read_exact(&mut buf).expect("reply within 10 s");
+    buf
+}
+
+fn next_close(closes: &Closes) -> String {
+    closes.recv_timeout(WAIT).expect("a close within 10 s")
+}
+
+/// TCP echo with CRLF lines over 127.0.0.1 and ::1.
+pub fn tcp_echo(driver: &dyn Driver) {
+    for endpoint in ["127.0.0.1:0", "[::1]:0"] {
+        let (acceptor, closes) = echo(lines, false);
+        let server = driver
+            .start("tcp", endpoint, acceptor, WrapperChain::new())
+            .unwrap();
+        let mut client = connect(ip(&*server));
+        client.write_all(b"hello\r\nworld\r\n").unwrap();
+        assert_eq!(read_n(&mut client, 14), b"hello\r\nworld\r\n");
+        drop(client);
+        assert_eq!(next_close(&closes), "closed by the peer");
+        server.stop();
+    }
+}
+
+/// UDP echo over 127.0.0.1 and ::1, with a datagram of 60,000 bytes.
+pub fn udp_echo(driver: &dyn Driver) {
+    for (endpoint, local) in [("127.0.0.1:0", "127.0.0.1:0"), ("[::1]:0", "[::1]:0")] {
+        let (acceptor, _closes) = echo(|_| {}, false);
+        let server = driver
+            .start("udp", endpoint, acceptor, WrapperChain::new())
+            .unwrap();
+        let client = UdpSocket::bind(local).unwrap();
+        client.set_read_timeout(Some(WAIT)).unwrap();
+        client.connect(ip(&*server)).unwrap();
+        for msg in [&b"one"[..], b"two", &[9u8; 60_000]] {
+            client.send(msg).unwrap();
+            let mut buf = vec![0; 65_536];
+            let n = client.recv(&mut buf).expect("a reply datagram");
+            assert_eq!(&buf[..n], msg);
+        }
+        assert_eq!(server.tendril_count(), 1);
+        server.stop();
+    }
+}
+
+/// Unix-socket echo through the "unix" protocol.
+#[cfg(unix)]
+pub fn unix_echo(driver: &dyn Driver, tag: &str) {
+    let dir = std::env::temp_dir().join(format!("tendril-suite-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("echo.sock");
+    let (acceptor, closes) = echo(lines, false);
+    let server = driver
+        .start(
+            "unix",
+            path.to_str().unwrap(),
+            acceptor,
+            WrapperChain::new(),
+        )
+        .unwrap();
+    let mut client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    client.write_all(b"over unix\r\n").unwrap();
+    assert_eq!(read_n(&mut client, 11), b"over unix\r\n");
+    drop(client);
+    assert_eq!(next_close(&closes), "closed by the peer");
+    server.stop();
+}
+
+/// The original's switching case over a real socket, all in one write.
+pub fn switching_with_pipelined_input(driver: &dyn Driver) {
+    let (acceptor, _closes) = echo(
+        |t| {
+            t.set_recv_framer(Line::crlf());
+            t.set_send_framer(LengthPrefixed::u8());
+        },
+        true,
+    );
+    let server = driver
+        .start("tcp", "127.0.0.1:0", acceptor, WrapperChain::new())
+        .unwrap();
+    let mut client = connect(ip(&*server));
+    client.write_all(b"DATA\r\n12345rest\r\nnext\r\n").unwrap();
+    assert_eq!(
+        read_n(&mut client, 21),
+        b"\x04DATA\x0512345\x04rest\x04next"
+    );
+    server.stop();
+}
+
+/// `closed` once each on peer EOF, reset and local close; none after stop.
+pub fn closed_once_on_every_path(driver: &dyn Driver) {
+    let (acceptor, closes) = echo(lines, false);
+    let server = driver
+        .start("tcp", "127.0.0.1:0", acceptor, WrapperChain::new())
+        .unwrap();
+    let addr = ip(&*server);
+
+    drop(connect(addr));
+    assert_eq!(next_close(&closes), "closed by the peer");
+
+    let client = connect(addr);
+    tendril_net::socket2::SockRef::from(&client)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(client);
+    let reason = next_close(&closes);
+    assert!(
+        reason.starts_with("I/O error") || reason == "closed by the peer",
+        "{reason}"
+    );
+
+    let mut client = connect(addr);
+    client.write_all(b"QUIT\r\n").unwrap();
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    assert_eq!(next_close(&closes), "closed locally");
+
+    server.stop();
+    assert!(closes.try_recv().is_err(), "a second close");
+}
+
+/// A peer that leaves in the middle of a frame: the close reason says so.
+pub fn disconnect_mid_frame(driver: &dyn Driver) {
+    let (acceptor, closes) = echo(|t| t.set_recv_framer(LengthPrefixed::u16_be()), false);
+    let server = driver
+        .start("tcp", "127.0.0.1:0", acceptor, WrapperChain::new())
+        .unwrap();
+    let mut client = connect(ip(&*server));
+    client.write_all(&[0, 100, b'a']).unwrap();
+    drop(client);
+    let reason = next_close(&closes);
+    assert!(
+        reason.starts_with("framing error: input ended inside a length-prefixed frame"),
+        "{reason}"
+    );
+    server.stop();
+}
+
+/// stop(): every tendril closed once, clients see EOF, the listener is gone.
+pub fn stop_semantics(driver: &dyn Driver) {
+    let (acceptor, closes) = echo(lines, false);
+    let server = driver
+        .start("tcp", "127.0.0.1:0", acceptor, WrapperChain::new())
+        .unwrap();
+    let addr = ip(&*server);
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        let mut c = connect(addr);
+        c.write_all(b"hi\r\n").unwrap();
+        read_n(&mut c, 4);
+        clients.push(c);
+    }
+    assert_eq!(server.tendril_count(), 5);
+    server.stop();
+    let reasons: Vec<String> = closes.try_iter().collect();
+    assert_eq!(reasons, vec!["closed locally".to_string(); 5]);
+    for mut c in clients {
+        let mut rest = Vec::new();
+        assert_eq!(c.read_to_end(&mut rest).unwrap(), 0);
+    }
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "the listener still accepts"
+    );
+}
+
+/// 1,000 clients connected at once, each echoed.
+pub fn thousand_connections(driver: &dyn Driver) {
+    let (acceptor, _closes) = echo(lines, false);
+    let server = driver
+        .start("tcp", "127.0.0.1:0", acceptor, WrapperChain::new())
+        .unwrap();
+    let addr = ip(&*server);
+    let clients: Vec<TcpStream> = (0..1000)
+        .map(|i| {
+            let mut c = connect(addr);
+            c.write_all(format!("client {i}\r\n").as_bytes()).unwrap();
+            c
+        })
+        .collect();
+    for (i, mut c) in clients.iter().enumerate() {
+        let line = format!("client {i}\r\n");
+        assert_eq!(read_n(&mut c, line.len()), line.as_bytes());
+    }
+    assert_eq!(server.tendril_count(), 1000);
+    drop(clients);
+    server.stop();
+}
+
+/// A client that writes requests and reads nothing: the server stops reading it instead of
+/// queueing without bound; once the client reads, every reply arrives.
+pub fn back_pressure_against_a_slow_reader(driver: &dyn Driver) {
+    let biggest = Arc::new(Mutex::new(0usize));
+    let seen = biggest.clone();
+    struct Big(Arc<Mutex<usize>>);
+    impl Application for Big {
+        fn recv_frame(&mut self, t: &mut Tendril, _: Bytes) -> Result<(), AppError> {
+            t.send_frame(Bytes::from(vec![b'x'; 1024]))?;
+            let mut most = tendril_net::lock(&self.0);
+            *most = (*most).max(t.transmit_len());
+            Ok(())
+        }
+    }
+    let acceptor = acceptor(move |t: &mut Tendril| {
+        let mut config = *t.config();
+        config.high_watermark = 64 * 1024;
+        config.low_watermark = 16 * 1024;
+        t.set_config(config);
+        lines(t);
+        Ok::<_, Reject>(Big(seen.clone()))
+    });
+    let server = driver
+        .start("tcp", "127.0.0.1:0", acceptor, WrapperChain::new())
+        .unwrap();
+    let client = tendril_net::socket2::Socket::new(
+        tendril_net::socket2::Domain::IPV4,
+        tendril_net::socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    client.set_recv_buffer_size(4096).unwrap();
+    client.connect(&ip(&*server).into()).unwrap();
+    let mut client: TcpStream = client.into();
+    client
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    let requests = b"r\r\n".repeat(20_000);
+    // The write stalls once both socket buffers are full; the timeout ends it.
+    let written = client.write(&requests).unwrap_or_default();
+    let _ = client.write_all(&requests[written..]);
+    let most = *tendril_net::lock(&biggest);
+    assert!(most < 64 * 1024 + 2048, "the queue grew to {most} bytes");
+    let mut reader = BufReader::new(client);
+    let mut line = String::new();
+    for _ in 0..1000 {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line.len(), 1026);
+    }
+    server.stop();
+}
+
+/// A self-signed localhost certificate: (server config, client config trusting it).
+fn tls_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (Arc::new(server), Arc::new(client))
+}
+
+/// TLS from the first byte, and STARTTLS with injected plaintext, with a rustls client.
+pub fn tls_and_starttls(driver: &dyn Driver) {
+    use tendril_core::tls::TlsLayer;
+    let (server_config, client_config) = tls_configs();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+
+    // TLS from the first byte.
+    let config = server_config.clone();
+    let (tls_echo, _closes) = echo(
+        move |t| {
+            lines(t);
+            t.wrap(TlsLayer::server(config.clone()).unwrap());
+        },
+        false,
+    );
+    let server = driver
+        .start("tcp", "127.0.0.1:0", tls_echo, WrapperChain::new())
+        .unwrap();
+    let conn = rustls::ClientConnection::new(client_config.clone(), name.clone()).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, connect(ip(&*server)));
+    tls.write_all(b"secret\r\n").unwrap();
+    assert_eq!(read_n(&mut tls, 8), b"secret\r\n");
+    server.stop();
+
+    // STARTTLS: the command injected behind it is dropped, the upgraded stream works.
+    let config = server_config;
+    let (tx, seen) = mpsc::channel::<String>();
+    let tx = Mutex::new(tx);
+    struct Upgrade {
+        config: Arc<rustls::ServerConfig>,
+        seen: mpsc::Sender<String>,
+    }
+    impl Application for Upgrade {
+        fn recv_frame(&mut self, t: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+            let text = String::from_utf8_lossy(&frame).into_owned();
+            let _ = self.seen.send(text.clone());
+            if text == "STARTTLS" {
+                t.send_frame("220 go ahead".into())?;
+                t.wrap(TlsLayer::server(self.config.clone())?);
+            } else {
+                t.send_frame(Bytes::from(format!("250 {text}")))?;
+            }
+            Ok(())
+        }
+    }
+    let acceptor = acceptor(move |t: &mut Tendril| {
+        lines(t);
+        Ok::<_, Reject>(Upgrade {
+            config: config.clone(),
+            seen: tendril_net::lock(&tx).clone(),
+        })
+    });
+    let server = driver
+        .start("tcp", "127.0.0.1:0", acceptor, WrapperChain::new())
+        .unwrap();
+    let mut client = connect(ip(&*server));
+    client
+        .write_all(b"STARTTLS\r\nRCPT TO:<victim@example.com>\r\n")
+        .unwrap();
+    assert_eq!(read_n(&mut client, 14), b"220 go ahead\r\n");
+    let conn = rustls::ClientConnection::new(client_config, name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, client);
+    tls.write_all(b"after tls\r\n").unwrap();
+    assert_eq!(read_n(&mut tls, 15), b"250 after tls\r\n");
+    let frames: Vec<String> = seen.try_iter().collect();
+    assert_eq!(frames, ["STARTTLS", "after tls"]);
+    server.stop();
+}
+
+/// Generates one `#[test]` per scenario for a driver: `driver_suite!(MyDriver)` where
+/// `MyDriver: Driver + Default`.
+#[macro_export]
+macro_rules! driver_suite {
+    ($driver:ty) => {
+        fn suite_driver() -> $driver {
+            <$driver>::default()
+        }
+        #[test]
+        fn suite_tcp_echo() {
+            $crate::tcp_echo(&suite_driver());
+        }
+        #[test]
+        fn suite_udp_echo() {
+            $crate::udp_echo(&suite_driver());
+        }
+        #[cfg(unix)]
+        #[test]
+        fn suite_unix_echo() {
+            $crate::unix_echo(&suite_driver(), stringify!($driver));
+        }
+        #[test]
+        fn suite_switching_with_pipelined_input() {
+            $crate::switching_with_pipelined_input(&suite_driver());
+        }
+        #[test]
+        fn suite_closed_once_on_every_path() {
+            $crate::closed_once_on_every_path(&suite_driver());
+        }
+        #[test]
+        fn suite_disconnect_mid_frame() {
+            $crate::disconnect_mid_frame(&suite_driver());
+        }
+        #[test]
+        fn suite_stop_semantics() {
+            $crate::stop_semantics(&suite_driver());
+        }
+        #[test]
+        fn suite_thousand_connections() {
+            $crate::thousand_connections(&suite_driver());
+        }
+        #[test]
+        fn suite_back_pressure_against_a_slow_reader() {
+            $crate::back_pressure_against_a_slow_reader(&suite_driver());
+        }
+        #[test]
+        fn suite_tls_and_starttls() {
+            $crate::tls_and_starttls(&suite_driver());
+        }
+    };
+}

@@ -1,0 +1,49 @@
+//! The driver-agnostic suite (`tendril-driver-suite`), run on the Tokio driver.
+
+use std::io;
+use tendril_core::Addr;
+use tendril_net::{lock, SharedAcceptor, WrapperChain};
+use tendril_tokio::{get_manager, Manager};
+
+/// Each manager gets its own multi-threaded runtime, kept until it stops.
+#[derive(Default)]
+struct Tokio;
+
+struct Running {
+    runtime: tokio::runtime::Runtime,
+    manager: Manager,
+}
+
+impl tendril_driver_suite::Driver for Tokio {
+    fn start(
+        &self,
+        proto: &str,
+        endpoint: &str,
+        acceptor: SharedAcceptor,
+        wrapper: WrapperChain,
+    ) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let manager = get_manager(proto, endpoint)?;
+        runtime.block_on(manager.start(move |t| (lock(&acceptor))(t), wrapper))?;
+        Ok(Box::new(Running { runtime, manager }))
+    }
+}
+
+impl tendril_driver_suite::Server for Running {
+    fn local_addr(&self) -> Addr {
+        self.manager.local_addr().unwrap_or(Addr::Unnamed)
+    }
+
+    fn tendril_count(&self) -> usize {
+        self.manager.tendrils().len()
+    }
+
+    fn stop(self: Box<Self>) {
+        self.runtime.block_on(self.manager.stop());
+    }
+}
+
+tendril_driver_suite::driver_suite!(Tokio);
