@@ -284,3 +284,33 @@ fn finishing_during_the_handshake_still_delivers_what_was_queued() {
     assert_eq!(closed(&client_log), ["closed by the peer"]);
     assert_eq!(closed(&server_log), ["closed by the peer"]);
 }
+
+#[test]
+fn a_handshake_that_stops_halfway_ends_at_the_idle_timeout() {
+    use core::time::Duration;
+    let certs = certs(true);
+    // The client's first flight, cut in half.
+    let mut client = line();
+    client.wrap(client_layer(&certs));
+    let hello = client.transmit().take_all();
+    let l = log();
+    let mut app = Recorder::new(&l);
+    let mut config = tendril_core::Config::default();
+    config.idle_timeout = Some(Duration::from_secs(10));
+    let mut server = line().with_config(config).started_at(Duration::ZERO);
+    server.wrap(TlsLayer::server(certs.server.clone()).unwrap());
+    server.handle_data(Duration::from_secs(1), &hello[..hello.len() / 2]);
+    server.dispatch(&mut app);
+    assert!(server.is_handshaking());
+    assert_eq!(server.poll_timeout(), Some(Duration::from_secs(11)));
+    server.handle_timeout(Duration::from_secs(11));
+    server.dispatch(&mut app);
+    assert!(
+        server.wants_shutdown(),
+        "nothing to flush: shut down at once"
+    );
+    server.handle_shutdown(Duration::from_secs(11));
+    server.dispatch(&mut app);
+    assert_eq!(closed(&l), ["idle timeout"]);
+    assert_eq!(server.heap_bytes(), 0, "buffers released");
+}

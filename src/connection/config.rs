@@ -24,6 +24,9 @@ pub struct Config {
     /// Close a connection that received nothing for this long. Default: none for streams (the
     /// UDP tracker sets its own).
     pub idle_timeout: Option<Duration>,
+    /// Close a connection whose frame, once begun, is not complete after this long (a peer
+    /// trickling bytes to hold the connection: slowloris). Default: none.
+    pub frame_timeout: Option<Duration>,
     /// How long a graceful close may wait for the peer to take the queued bytes before the
     /// connection is aborted. Default 30 s.
     pub linger: Option<Duration>,
@@ -36,6 +39,7 @@ impl Default for Config {
             high_watermark: 1 << 20,
             low_watermark: 256 * 1024,
             idle_timeout: None,
+            frame_timeout: None,
             linger: Some(Duration::from_secs(30)),
         }
     }

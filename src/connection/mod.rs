@@ -30,6 +30,9 @@ pub enum CloseReason {
     Aborted,
     /// Nothing was received for the configured idle timeout.
     IdleTimeout,
+    /// A frame was started but not finished within the configured frame timeout (a slow or
+    /// stalled peer: slowloris).
+    FrameTimeout,
     /// A graceful close did not finish in time (the peer stopped reading); queued bytes were
     /// dropped.
     LingerTimeout,
@@ -59,6 +62,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Closed => f.write_str("closed locally"),
             CloseReason::Aborted => f.write_str("aborted"),
             CloseReason::IdleTimeout => f.write_str("idle timeout"),
+            CloseReason::FrameTimeout => f.write_str("a frame was not finished in time"),
             CloseReason::LingerTimeout => {
                 f.write_str("the peer did not take the last bytes in time")
             }
@@ -216,6 +220,8 @@ pub struct Tendril<In = Bytes, Out = In> {
     recv_paused: bool,
     now: Duration,
     last_received: Duration,
+    /// When the partial frame now buffered began (for the frame timeout).
+    frame_started: Option<Duration>,
     linger_deadline: Option<Duration>,
     timer: Option<Duration>,
     stats: Stats,
@@ -270,6 +276,7 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
             recv_paused: false,
             now: Duration::ZERO,
             last_received: Duration::ZERO,
+            frame_started: None,
             linger_deadline: None,
             timer: None,
             stats: Stats::default(),
@@ -458,6 +465,9 @@ impl<In, Out> Tendril<In, Out> {
                 }
             }
         }
+        if self.state == State::Open && self.frame_deadline().is_some_and(|d| now >= d) {
+            self.close_with(CloseReason::FrameTimeout);
+        }
         if self.timer.is_some_and(|t| now >= t) {
             self.timer = None;
             self.events.push_back(Event::Timer);
@@ -469,11 +479,14 @@ impl<In, Out> Tendril<In, Out> {
         if self.state == State::Closed {
             return None;
         }
-        let idle = match self.state {
-            State::Open => self.config.idle_timeout.map(|i| self.last_received + i),
-            _ => None,
+        let (idle, frame) = match self.state {
+            State::Open => (
+                self.config.idle_timeout.map(|i| self.last_received + i),
+                self.frame_deadline(),
+            ),
+            _ => (None, None),
         };
-        [idle, self.linger_deadline, self.timer]
+        [idle, frame, self.linger_deadline, self.timer]
             .into_iter()
             .flatten()
             .min()
@@ -505,9 +518,15 @@ impl<In, Out> Tendril<In, Out> {
             match result {
                 Ok(Some(frame)) => {
                     self.stats.frames_received += 1;
+                    self.frame_started = (!self.recv_buf.is_empty()).then_some(self.now);
                     return Some(frame);
                 }
                 Ok(None) => {
+                    if self.recv_buf.is_empty() {
+                        self.frame_started = None;
+                    } else if self.frame_started.is_none() {
+                        self.frame_started = Some(self.now);
+                    }
                     if self.eof {
                         if self.proto.is_datagram() {
                             // The datagram is done; the next one starts afresh.
@@ -774,6 +793,11 @@ impl<In, Out> Tendril<In, Out> {
 
     // ---- internals ---------------------------------------------------------------------
 
+    /// When the partial frame buffered now must be complete.
+    fn frame_deadline(&self) -> Option<Duration> {
+        Some(self.frame_started? + self.config.frame_timeout?)
+    }
+
     /// Frames are delivered while open; after the peer's EOF the connection stays open until
     /// the last buffered frame is out.
     fn reading(&self) -> bool {
@@ -784,6 +808,12 @@ impl<In, Out> Tendril<In, Out> {
     fn close_with(&mut self, reason: CloseReason) {
         if self.state != State::Open {
             return;
+        }
+        // A handshake cut short by a timeout or an error has nothing queued behind it worth
+        // waiting for: skip the layers' polite goodbye.
+        let abandon = !matches!(reason, CloseReason::Closed | CloseReason::PeerClosed);
+        if abandon && self.is_handshaking() {
+            self.layers_closed = true;
         }
         self.state = State::Closing;
         self.closing = Some(reason);
