@@ -277,3 +277,27 @@ mod tests {
         assert!("127.0.0.1:80".parse::<Url>().is_err());
     }
 }
+
+
+/// Ctrl-C (SIGINT) or SIGTERM, registered at once — call it before announcing the listening
+/// address, so a signal sent right after the announcement is not missed.
+pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
+}

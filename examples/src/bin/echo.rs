@@ -96,8 +96,9 @@ async fn run(args: Args) -> Result<(), String> {
     let local = manager
         .local_addr()
         .ok_or("the manager did not report its address")?;
+    let stop = tendril_examples::shutdown_signal().map_err(|e| e.to_string())?;
     println!("listening on {local}");
-    tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+    stop.await;
     tracing::info!("stopping");
     manager.stop().await;
     Ok(())

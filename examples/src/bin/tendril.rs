@@ -116,6 +116,8 @@ async fn run(args: Args) -> Result<(), String> {
         (Scheme::Tls, Mode::Listen) => Some(tendril_examples::server_tls(None, None)?),
         _ => None,
     };
+    let stop = tendril_examples::shutdown_signal().map_err(|e| e.to_string())?;
+    tokio::pin!(stop);
     let (done_tx, mut done) = mpsc::unbounded_channel();
     let hex = args.hex;
     let prefix_peer = matches!(args.mode, Mode::Listen) || args.url.scheme == Scheme::Udp;
@@ -171,7 +173,7 @@ async fn run(args: Args) -> Result<(), String> {
                         }
                     },
                     _ = done.recv() => break,
-                    _ = tokio::signal::ctrl_c() => break,
+                    _ = &mut stop => break,
                 }
             }
             manager.stop().await;
@@ -197,7 +199,7 @@ async fn run(args: Args) -> Result<(), String> {
                         }
                         None => break,
                     },
-                    _ = tokio::signal::ctrl_c() => break,
+                    _ = &mut stop => break,
                 }
             }
             manager.stop().await;
