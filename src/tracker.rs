@@ -355,6 +355,15 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         }
     }
 
+    /// Close every peer at once with an I/O error (the socket failed): each application's
+    /// `closed` runs.
+    pub fn fail_all(&mut self, now: Duration, message: &str) {
+        let ids: Vec<ConnId> = self.ids().collect();
+        for id in ids {
+            self.close_entry(now, id, CloseReason::Io(message.into()));
+        }
+    }
+
     /// Close every peer gracefully (e.g. when the socket shuts down).
     pub fn close_all(&mut self, now: Duration) {
         let ids: Vec<ConnId> = self.ids().collect();

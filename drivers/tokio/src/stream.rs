@@ -271,19 +271,38 @@ impl Transport for Tcp {
         acceptor: SharedAcceptor,
     ) -> BoxFuture<'static, io::Result<TendrilHandle>> {
         Box::pin(async move {
-            let target = resolve(&target).await?;
             let local_ip = if local.is_empty() {
                 None
             } else {
                 Some(resolve(&local).await?.ip())
             };
-            let socket = tendril_net::tcp_connect_socket(local_ip, target, &wrapper)?;
-            socket.set_nonblocking(true)?;
-            let socket = tokio::net::TcpSocket::from_std_stream(socket.into());
-            let stream = socket.connect(target).await?;
-            let local = stream.local_addr()?;
-            spawn_stream(&ctx, stream, local.into(), target.into(), &acceptor)
-                .map_err(|r| io::Error::new(io::ErrorKind::ConnectionRefused, r.to_string()))
+            // Try every address the name resolves to (e.g. ::1 then 127.0.0.1), in order.
+            let mut last_error = None;
+            for target in tokio::net::lookup_host(&target).await? {
+                let attempt = async {
+                    let socket = tendril_net::tcp_connect_socket(local_ip, target, &wrapper)?;
+                    socket.set_nonblocking(true)?;
+                    tokio::net::TcpSocket::from_std_stream(socket.into())
+                        .connect(target)
+                        .await
+                };
+                match attempt.await {
+                    Ok(stream) => {
+                        let local = stream.local_addr()?;
+                        return spawn_stream(&ctx, stream, local.into(), target.into(), &acceptor)
+                            .map_err(|r| {
+                                io::Error::new(io::ErrorKind::ConnectionRefused, r.to_string())
+                            });
+                    }
+                    Err(e) => last_error = Some(e),
+                }
+            }
+            Err(last_error.unwrap_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{target} resolved to no address"),
+                )
+            }))
         })
     }
 }

@@ -136,6 +136,8 @@ impl SocketTask {
                 ready = self.socket.readable() => {
                     if let Err(e) = ready {
                         tracing::warn!(error = %e, "socket failed");
+                        self.tracker.fail_all(self.ctx.now(), &e.to_string());
+                        self.settle();
                         break;
                     }
                     self.receive(&mut buf, &mut received);
