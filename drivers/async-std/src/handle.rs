@@ -1,0 +1,202 @@
+//! Handles to live tendrils, usable from any task or thread.
+
+use bytes::Bytes;
+use futures::channel::{mpsc, oneshot};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tendril_core::tracker::ConnId;
+use tendril_core::{Addr, Framer, Layer, Proto, Tendril};
+
+/// Why a frame sent through a [`TendrilHandle`] was not taken.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SendFailed {
+    /// The connection is closing or closed.
+    Closed,
+    /// The send framer cannot encode the frame.
+    Frame(tendril_core::FrameError),
+}
+
+impl fmt::Display for SendFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendFailed::Closed => f.write_str("the tendril is closed"),
+            SendFailed::Frame(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for SendFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SendFailed::Frame(e) => Some(e),
+            SendFailed::Closed => None,
+        }
+    }
+}
+
+pub(crate) type Reply = oneshot::Sender<Result<(), SendFailed>>;
+
+/// What a handle asks of its connection's task.
+pub(crate) enum Command {
+    /// Send a frame; reply once the frame is queued (waiting while the queue is full).
+    Send(Bytes, Option<Reply>),
+    /// Run a closure on the tendril (switch framers, wrap, …).
+    With(Box<dyn FnOnce(&mut Tendril) + Send>),
+    Close,
+    Abort,
+}
+
+#[derive(Clone)]
+pub(crate) enum Route {
+    Stream(mpsc::UnboundedSender<Command>),
+    Datagram(mpsc::UnboundedSender<(ConnId, Command)>, ConnId),
+}
+
+struct Info {
+    proto: Proto,
+    local: Addr,
+    remote: Addr,
+    closed: AtomicBool,
+}
+
+/// A cloneable, `Send` handle to a live tendril: send frames to it, switch its framers, wrap it
+/// or close it from any task or thread.
+///
+/// Commands run on the connection's own task, in order, between two frames.
+///
+/// ```no_run
+/// # async fn demo(manager: tendril_async_std::Manager) -> std::io::Result<()> {
+/// use bytes::Bytes;
+/// use tendril_core::{Application, Line, Tendril};
+///
+/// struct Quiet;
+/// impl Application for Quiet {
+///     fn recv_frame(&mut self, _: &mut Tendril, _: Bytes) -> Result<(), tendril_core::AppError> {
+///         Ok(())
+///     }
+/// }
+///
+/// let handle = manager
+///     .connect("127.0.0.1:7000", |_t: &mut Tendril| Ok(Quiet), Default::default())
+///     .await?;
+/// handle.set_send_framer(Line::crlf());
+/// handle.send_frame(Bytes::from("HELLO")).await.expect("open");
+/// handle.close();
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct TendrilHandle {
+    route: Route,
+    info: Arc<Info>,
+}
+
+impl fmt::Debug for TendrilHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TendrilHandle")
+            .field("proto", &self.info.proto)
+            .field("local", &self.info.local)
+            .field("remote", &self.info.remote)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl TendrilHandle {
+    pub(crate) fn new(route: Route, proto: Proto, local: Addr, remote: Addr) -> Self {
+        TendrilHandle {
+            route,
+            info: Arc::new(Info {
+                proto,
+                local,
+                remote,
+                closed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub(crate) fn mark_closed(&self) {
+        self.info.closed.store(true, Ordering::Release);
+    }
+
+    fn command(&self, command: Command) -> bool {
+        match &self.route {
+            Route::Stream(tx) => tx.unbounded_send(command).is_ok(),
+            Route::Datagram(tx, id) => tx.unbounded_send((*id, command)).is_ok(),
+        }
+    }
+
+    /// The transport protocol.
+    pub fn proto(&self) -> Proto {
+        self.info.proto
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> &Addr {
+        &self.info.local
+    }
+
+    /// The peer's address.
+    pub fn remote_addr(&self) -> &Addr {
+        &self.info.remote
+    }
+
+    /// `true` once the connection has closed.
+    pub fn is_closed(&self) -> bool {
+        self.info.closed.load(Ordering::Acquire)
+    }
+
+    /// Send a frame and wait until it is queued; while the outgoing queue is above its high
+    /// watermark this waits (back-pressure).
+    pub async fn send_frame(&self, frame: Bytes) -> Result<(), SendFailed> {
+        let (tx, rx) = oneshot::channel();
+        if !self.command(Command::Send(frame, Some(tx))) {
+            return Err(SendFailed::Closed);
+        }
+        rx.await.unwrap_or(Err(SendFailed::Closed))
+    }
+
+    /// Send a frame without waiting for it to be queued. Returns `false` if the connection is
+    /// already gone.
+    pub fn send_frame_nowait(&self, frame: Bytes) -> bool {
+        self.command(Command::Send(frame, None))
+    }
+
+    /// Run `f` on the tendril, on its task, between two frames. Returns `false` if the
+    /// connection is already gone.
+    pub fn with(&self, f: impl FnOnce(&mut Tendril) + Send + 'static) -> bool {
+        self.command(Command::With(Box::new(f)))
+    }
+
+    /// Replace the receive framer.
+    pub fn set_recv_framer<F>(&self, framer: F) -> bool
+    where
+        F: Framer<Frame = Bytes> + Send + 'static,
+    {
+        self.with(move |t| t.set_recv_framer(framer))
+    }
+
+    /// Replace the send framer.
+    pub fn set_send_framer<F>(&self, framer: F) -> bool
+    where
+        F: Framer<Frame = Bytes> + Send + 'static,
+    {
+        self.with(move |t| t.set_send_framer(framer))
+    }
+
+    /// Wrap the byte stream in a layer (e.g. TLS).
+    pub fn wrap<L: Layer + 'static>(&self, layer: L) -> bool {
+        self.with(move |t| t.wrap(layer))
+    }
+
+    /// Close gracefully: what was queued before reaches the peer first.
+    pub fn close(&self) -> bool {
+        self.command(Command::Close)
+    }
+
+    /// Close at once, dropping queued bytes.
+    pub fn abort(&self) -> bool {
+        self.command(Command::Abort)
+    }
+}

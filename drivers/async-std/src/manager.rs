@@ -1,0 +1,369 @@
+//! Managers: one per protocol and endpoint.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tendril_core::{Addr, Application, BoxFramer, Config, Proto, Reject, Tendril};
+use tendril_net::WrapperChain;
+
+use crate::registry::{self, Transport};
+use crate::spawn::{Cancellation, Spawner, TaskTracker};
+use crate::TendrilHandle;
+
+pub use tendril_net::{acceptor, Acceptor, BoxApp, FramerFactory, SharedAcceptor};
+
+pub(crate) use tendril_net::lock;
+
+/// State shared by a manager, its transport's tasks and its connections' tasks.
+pub struct Context {
+    pub(crate) proto: Proto,
+    pub(crate) epoch: Instant,
+    running: AtomicBool,
+    local: Mutex<Option<Addr>>,
+    tendrils: Mutex<HashMap<(Addr, Addr), TendrilHandle>>,
+    cancel: Cancellation,
+    tasks: Arc<TaskTracker>,
+    spawner: Mutex<Spawner>,
+    pub(crate) config: Mutex<Config>,
+    pub(crate) framers: Mutex<FramerFactory>,
+    pub(crate) accepted_wrapper: Mutex<WrapperChain>,
+    pub(crate) udp: Mutex<crate::udp::Sockets>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("proto", &self.proto)
+            .field("running", &self.running.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    fn new(proto: Proto) -> Self {
+        Context {
+            proto,
+            epoch: Instant::now(),
+            running: AtomicBool::new(false),
+            local: Mutex::new(None),
+            tendrils: Mutex::new(HashMap::new()),
+            cancel: Cancellation::default(),
+            tasks: Arc::default(),
+            spawner: Mutex::new(Spawner::global()),
+            config: Mutex::new(Config::default()),
+            framers: Mutex::new(tendril_net::identity_framers()),
+            accepted_wrapper: Mutex::new(WrapperChain::new()),
+            udp: Mutex::default(),
+        }
+    }
+
+    /// The manager's protocol.
+    pub fn proto(&self) -> Proto {
+        self.proto
+    }
+
+    /// Time since the manager was made: the core's clock.
+    pub fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// Fires when the manager stops: listeners and socket tasks end.
+    pub fn cancelled(&self) -> Cancellation {
+        self.cancel.clone()
+    }
+
+    /// Spawn a task (with the manager's [`Spawner`]) that `stop()` waits for.
+    pub fn spawn<F>(&self, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let task = self.tasks.track(future);
+        let spawner = lock(&self.spawner).clone();
+        spawner.spawn(task);
+    }
+
+    /// A new tendril with the manager's framers and configuration.
+    pub fn new_tendril(&self, local: Addr, remote: Addr) -> Tendril {
+        let (recv, send) = (lock(&self.framers))();
+        Tendril::with_boxed(self.proto, recv, send)
+            .with_addrs(local, remote)
+            .with_config(*lock(&self.config))
+            .started_at(self.now())
+    }
+
+    /// The wrappers for each accepted socket.
+    pub fn accepted_wrapper(&self) -> WrapperChain {
+        lock(&self.accepted_wrapper).clone()
+    }
+
+    pub(crate) fn register(&self, handle: &TendrilHandle) {
+        let key = (handle.local_addr().clone(), handle.remote_addr().clone());
+        lock(&self.tendrils).insert(key, handle.clone());
+        // Accepted while `stop()` was closing the others (it fires `cancel` before it takes its
+        // list): close this one too, or `stop()` would wait for it until its timeout.
+        if self.cancel.is_cancelled() {
+            handle.close();
+        }
+    }
+
+    pub(crate) fn unregister(&self, handle: &TendrilHandle) {
+        handle.mark_closed();
+        let key = (handle.local_addr().clone(), handle.remote_addr().clone());
+        let mut tendrils = lock(&self.tendrils);
+        if tendrils.get(&key).is_some_and(|h| h.is_closed()) {
+            tendrils.remove(&key);
+        }
+    }
+
+    pub(crate) fn set_local(&self, addr: Addr) {
+        *lock(&self.local) = Some(addr);
+    }
+
+    pub(crate) fn handles(&self) -> Vec<TendrilHandle> {
+        lock(&self.tendrils).values().cloned().collect()
+    }
+}
+
+/// A manager for one protocol and endpoint: listens with [`start`](Self::start), connects out
+/// with [`connect`](Self::connect), and keeps track of its live tendrils.
+///
+/// It needs no particular executor: await its methods under `async_std::task::block_on`,
+/// `smol::block_on` or inside any task. Its own tasks run on its [`Spawner`] (see
+/// [`set_spawner`](Self::set_spawner)).
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// use bytes::Bytes;
+/// use tendril_core::{AppError, Application, Line, Tendril};
+///
+/// struct Echo;
+/// impl Application for Echo {
+///     fn recv_frame(&mut self, t: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+///         t.send_frame(frame)?;
+///         Ok(())
+///     }
+/// }
+///
+/// let manager = tendril_async_std::get_manager("tcp", "127.0.0.1:0")?;
+/// manager
+///     .start(|t: &mut Tendril| {
+///         t.set_recv_framer(Line::crlf());
+///         t.set_send_framer(Line::crlf());
+///         Ok(Echo)
+///     }, Default::default())
+///     .await?;
+/// println!("listening on {}", manager.local_addr().unwrap());
+/// manager.stop().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Manager {
+    ctx: Arc<Context>,
+    transport: Arc<dyn Transport>,
+    endpoint: String,
+    stop_timeout: Duration,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("proto", &self.ctx.proto)
+            .field("endpoint", &self.endpoint)
+            .field("running", &self.running())
+            .finish()
+    }
+}
+
+/// A manager for `proto` (a registered protocol name: `"tcp"`, `"udp"`, `"unix"` or one added
+/// with [`register`](crate::register)) at `endpoint` (`"host:port"`, a Unix socket path, or
+/// `""` for a manager that only connects out). Every call makes a new manager.
+pub fn get_manager(proto: &str, endpoint: &str) -> io::Result<Manager> {
+    let transport = registry::lookup(proto).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("no transport registered for protocol {proto:?}"),
+        )
+    })?;
+    Ok(Manager {
+        ctx: Arc::new(Context::new(transport.proto())),
+        transport,
+        endpoint: endpoint.to_owned(),
+        stop_timeout: Duration::from_secs(5),
+    })
+}
+
+impl Manager {
+    /// The protocol.
+    pub fn proto(&self) -> Proto {
+        self.ctx.proto
+    }
+
+    /// The endpoint it was made for.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Set the configuration of new tendrils.
+    pub fn set_config(&self, config: Config) {
+        *lock(&self.ctx.config) = config;
+    }
+
+    /// Set the framers new tendrils start with (default: `Identity` both ways). The acceptor can
+    /// still replace them per connection.
+    pub fn set_framers<F>(&self, factory: F)
+    where
+        F: Fn() -> (BoxFramer<bytes::Bytes>, BoxFramer<bytes::Bytes>) + Send + Sync + 'static,
+    {
+        *lock(&self.ctx.framers) = Arc::new(factory);
+    }
+
+    /// Wrappers run on each accepted socket (stream protocols).
+    pub fn set_accepted_wrapper(&self, wrapper: WrapperChain) {
+        *lock(&self.ctx.accepted_wrapper) = wrapper;
+    }
+
+    /// How long `stop()` lets connections close gracefully before aborting them (default 5 s).
+    pub fn set_stop_timeout(&mut self, timeout: Duration) {
+        self.stop_timeout = timeout;
+    }
+
+    /// Run this manager's tasks (listener, connections, UDP sockets) on `spawner` from now on
+    /// (default: [`Spawner::global`]). Set it before [`start`](Self::start) and
+    /// [`connect`](Self::connect).
+    pub fn set_spawner(&self, spawner: Spawner) {
+        *lock(&self.ctx.spawner) = spawner;
+    }
+
+    /// Bind the endpoint and accept connections (or, for datagrams, peers) with `acceptor`.
+    /// `wrapper` runs on the listening socket before it binds. Returns once bound, so
+    /// [`local_addr`](Self::local_addr) is known. A stopped manager does not start again.
+    pub async fn start<A, F>(&self, acceptor: F, wrapper: WrapperChain) -> io::Result<()>
+    where
+        A: Application + Send + 'static,
+        F: FnMut(&mut Tendril) -> Result<A, Reject> + Send + 'static,
+    {
+        if self.endpoint.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "this manager has no endpoint to listen on",
+            ));
+        }
+        if self.ctx.cancel.is_cancelled() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "this manager was stopped; make a new one with get_manager",
+            ));
+        }
+        if self.ctx.running.swap(true, Ordering::AcqRel) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the manager is already running",
+            ));
+        }
+        let result = self
+            .transport
+            .listen(
+                self.ctx.clone(),
+                self.endpoint.clone(),
+                wrapper,
+                self::acceptor(acceptor),
+            )
+            .await;
+        match result {
+            Ok(addr) => {
+                self.ctx.set_local(addr);
+                Ok(())
+            }
+            Err(e) => {
+                self.ctx.running.store(false, Ordering::Release);
+                Err(e)
+            }
+        }
+    }
+
+    /// Connect to `target` (`"host:port"` or a path); `acceptor` makes the application for the
+    /// new tendril, `wrapper` runs on the outgoing socket before it connects. A stopped manager
+    /// does not connect.
+    pub async fn connect<A, F>(
+        &self,
+        target: &str,
+        acceptor: F,
+        wrapper: WrapperChain,
+    ) -> io::Result<TendrilHandle>
+    where
+        A: Application + Send + 'static,
+        F: FnMut(&mut Tendril) -> Result<A, Reject> + Send + 'static,
+    {
+        if self.ctx.cancel.is_cancelled() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "this manager was stopped; make a new one with get_manager",
+            ));
+        }
+        self.transport
+            .connect(
+                self.ctx.clone(),
+                self.endpoint.clone(),
+                target.to_owned(),
+                wrapper,
+                self::acceptor(acceptor),
+            )
+            .await
+    }
+
+    /// `true` between `start` and `stop`.
+    pub fn running(&self) -> bool {
+        self.ctx.running.load(Ordering::Acquire)
+    }
+
+    /// The bound address, once `start` returned.
+    pub fn local_addr(&self) -> Option<Addr> {
+        lock(&self.ctx.local).clone()
+    }
+
+    /// The live tendril at (local, remote), if any.
+    pub fn find(&self, local: &Addr, remote: &Addr) -> Option<TendrilHandle> {
+        let tendrils = lock(&self.ctx.tendrils);
+        tendrils
+            .get(&(local.clone(), remote.clone()))
+            .or_else(|| tendrils.get(&(local.canonical(), remote.canonical())))
+            .filter(|h| !h.is_closed())
+            .cloned()
+    }
+
+    /// All live tendrils.
+    pub fn tendrils(&self) -> Vec<TendrilHandle> {
+        self.ctx
+            .handles()
+            .into_iter()
+            .filter(|h| !h.is_closed())
+            .collect()
+    }
+
+    /// Stop: close the listener, close every tendril gracefully, abort those still open after
+    /// the stop timeout, and wait until each application's `closed` has run.
+    pub async fn stop(&self) {
+        self.ctx.running.store(false, Ordering::Release);
+        self.ctx.cancel.cancel();
+        for handle in self.ctx.handles() {
+            handle.close();
+        }
+        let graceful = pin!(self.ctx.tasks.wait());
+        let deadline = pin!(async_io::Timer::after(self.stop_timeout));
+        if let futures::future::Either::Right(_) = futures::future::select(graceful, deadline).await
+        {
+            tracing::warn!(
+                timeout = ?self.stop_timeout,
+                "tendrils still open after the stop timeout; aborting them"
+            );
+            for handle in self.ctx.handles() {
+                handle.abort();
+            }
+            self.ctx.tasks.wait().await;
+        }
+    }
+}

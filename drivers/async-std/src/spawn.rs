@@ -1,0 +1,230 @@
+//! Executor-agnostic spawning, cancellation and task tracking: the pieces Tokio brings with it
+//! (`spawn`, `CancellationToken`, `TaskTracker`), made small and runtime-free on `async-io`.
+
+use futures::future::BoxFuture;
+use std::fmt;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use async_executor::Executor;
+use event_listener::Event;
+
+/// How a manager starts its tasks (listeners, connections, UDP sockets).
+///
+/// The default, [`Spawner::global`], is the driver's own [`async_executor::Executor`], run by
+/// one background thread per core; its tasks run whatever executor the caller uses, since all
+/// of them share `async-io`'s reactor. To run the tasks on the application's executor instead,
+/// hand in its spawn function:
+///
+/// ```
+/// use tendril_async_std::Spawner;
+///
+/// // async-std's executor:
+/// let on_async_std = Spawner::new(|task| {
+///     async_std::task::spawn(task);
+/// });
+/// // smol's global executor:
+/// let on_smol = Spawner::new(|task| smol::spawn(task).detach());
+/// # let _ = (on_async_std, on_smol);
+/// ```
+#[derive(Clone)]
+pub struct Spawner(Arc<dyn Fn(BoxFuture<'static, ()>) + Send + Sync>);
+
+impl fmt::Debug for Spawner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Spawner")
+    }
+}
+
+impl Default for Spawner {
+    fn default() -> Self {
+        Spawner::global()
+    }
+}
+
+impl Spawner {
+    /// A spawner that hands each task to `spawn` (which must run it to completion, detached).
+    pub fn new<F>(spawn: F) -> Self
+    where
+        F: Fn(BoxFuture<'static, ()>) + Send + Sync + 'static,
+    {
+        Spawner(Arc::new(spawn))
+    }
+
+    /// The driver's own global executor: an [`async_executor::Executor`] run by one background
+    /// thread per core (started on first use), as `smol`'s and `async-std`'s global executors
+    /// are.
+    pub fn global() -> Self {
+        Spawner::new(|task| global().spawn(task).detach())
+    }
+
+    /// Start `future` as a detached task.
+    pub fn spawn<F>(&self, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        (self.0)(Box::pin(future));
+    }
+}
+
+fn global() -> &'static Executor<'static> {
+    static GLOBAL: Executor<'static> = Executor::new();
+    static THREADS: OnceLock<()> = OnceLock::new();
+    THREADS.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for n in 1..=threads {
+            std::thread::Builder::new()
+                .name(format!("tendril-async-{n}"))
+                .spawn(|| loop {
+                    // A panicking task is caught by the executor (its task is dropped); this loop
+                    // only guards against the unexpected, as smol's global executor does.
+                    let _ = std::panic::catch_unwind(|| {
+                        async_io::block_on(GLOBAL.run(futures::future::pending::<()>()))
+                    });
+                })
+                .expect("cannot start a Tendril executor thread");
+        }
+    });
+    &GLOBAL
+}
+
+/// Fires once, when a manager stops: listeners and socket tasks wait on it to end.
+///
+/// Cheap to clone; all clones fire together.
+#[derive(Clone, Default)]
+pub struct Cancellation {
+    inner: Arc<CancelInner>,
+}
+
+#[derive(Default)]
+struct CancelInner {
+    cancelled: AtomicBool,
+    event: Event,
+}
+
+impl fmt::Debug for Cancellation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cancellation")
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
+
+impl Cancellation {
+    /// Fire: every waiter wakes, now and later.
+    pub fn cancel(&self) {
+        self.inner.cancelled.store(true, Ordering::Release);
+        self.inner.event.notify(usize::MAX);
+    }
+
+    /// `true` once fired.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Wait until fired.
+    pub async fn cancelled(&self) {
+        loop {
+            if self.is_cancelled() {
+                return;
+            }
+            // Listen before the second check, so a `cancel` in between is not missed.
+            let listener = self.inner.event.listen();
+            if self.is_cancelled() {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    /// Run `future` until it finishes (`Some(output)`) or this fires first (`None`; the future
+    /// is dropped).
+    pub async fn run_until_cancelled<F: Future>(&self, future: F) -> Option<F::Output> {
+        let cancelled = pin!(self.cancelled());
+        let future = pin!(future);
+        match futures::future::select(cancelled, future).await {
+            futures::future::Either::Left(_) => None,
+            futures::future::Either::Right((output, _)) => Some(output),
+        }
+    }
+}
+
+/// Counts a manager's live tasks, so that `stop()` can wait for them.
+#[derive(Default)]
+pub(crate) struct TaskTracker {
+    live: AtomicUsize,
+    idle: Event,
+}
+
+/// Decrements the count when the task ends, also when it panics or is dropped unfinished.
+struct TaskGuard(Arc<TaskTracker>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if self.0.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify(usize::MAX);
+        }
+    }
+}
+
+impl TaskTracker {
+    /// `future`, counted from now until it ends.
+    pub(crate) fn track<F>(self: &Arc<Self>, future: F) -> impl Future<Output = ()> + Send
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.live.fetch_add(1, Ordering::AcqRel);
+        let guard = TaskGuard(self.clone());
+        async move {
+            let _guard = guard;
+            future.await;
+        }
+    }
+
+    /// Wait until no tracked task is left.
+    pub(crate) async fn wait(&self) {
+        loop {
+            if self.live.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            let listener = self.idle.listen();
+            if self.live.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancellation_wakes_waiters_and_stops_unfinished_work() {
+        let cancel = Cancellation::default();
+        let c = cancel.clone();
+        let waiter = std::thread::spawn(move || async_io::block_on(c.cancelled()));
+        cancel.cancel();
+        waiter.join().unwrap();
+        let out = async_io::block_on(cancel.run_until_cancelled(futures::future::pending::<()>()));
+        assert_eq!(out, None);
+    }
+
+    #[test]
+    fn the_tracker_waits_for_every_task_including_dropped_ones() {
+        let tracker = Arc::new(TaskTracker::default());
+        let (tx, rx) = futures::channel::oneshot::channel::<()>();
+        Spawner::global().spawn(tracker.track(async move {
+            let _ = rx.await;
+        }));
+        let dropped = tracker.track(async {});
+        drop(dropped);
+        assert_eq!(tracker.live.load(Ordering::Acquire), 1);
+        tx.send(()).unwrap();
+        async_io::block_on(tracker.wait());
+        assert_eq!(tracker.live.load(Ordering::Acquire), 0);
+    }
+}

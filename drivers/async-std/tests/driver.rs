@@ -1,0 +1,760 @@
+//! The async-std / smol driver over loopback (127.0.0.1 and ::1 only).
+//!
+//! Every scenario is an `async fn` run twice: once under `async_std::task::block_on` with the
+//! managers' tasks on async-std's executor, once under `smol::block_on` with them on smol's.
+//! Nothing sleeps to synchronise; every wait is bounded by [`within`].
+
+use async_io::Async;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use rustls::pki_types::{PrivateKeyDer, ServerName};
+use smol::channel::{unbounded, Receiver, Sender};
+use smol::net::{TcpStream, UdpSocket};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tendril_async_std::{get_manager, Manager, Spawner, WrapperChain};
+use tendril_core::tls::TlsLayer;
+use tendril_core::{
+    AppError, Application, Chunk, CloseReason, Config, LengthPrefixed, Line, Reject, Tendril,
+};
+
+/// The executor a scenario runs under.
+#[derive(Debug, Clone, Copy)]
+enum Rt {
+    AsyncStd,
+    Smol,
+}
+
+impl Rt {
+    /// The managers' spawner for this executor.
+    fn spawner(self) -> Spawner {
+        match self {
+            Rt::AsyncStd => Spawner::new(|task| {
+                async_std::task::spawn(task);
+            }),
+            Rt::Smol => Spawner::new(|task| smol::spawn(task).detach()),
+        }
+    }
+
+    /// Spawn a client task on this executor; await the result.
+    fn spawn<T, F>(self, future: F) -> BoxFuture<'static, T>
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
+        match self {
+            Rt::AsyncStd => async_std::task::spawn(future).boxed(),
+            Rt::Smol => smol::spawn(future).boxed(),
+        }
+    }
+
+    /// A manager whose tasks run on this executor.
+    fn manager(self, proto: &str, endpoint: &str) -> Manager {
+        let manager = get_manager(proto, endpoint).unwrap();
+        manager.set_spawner(self.spawner());
+        manager
+    }
+}
+
+/// `future`'s output, failing (instead of hanging) if it does not come within 10 s.
+async fn within<T>(future: impl Future<Output = T>) -> T {
+    let timeout = async {
+        async_io::Timer::after(Duration::from_secs(10)).await;
+        panic!("nothing happened within 10 s");
+    };
+    futures::pin_mut!(timeout);
+    futures::pin_mut!(future);
+    match futures::future::select(future, timeout).await {
+        futures::future::Either::Left((out, _)) => out,
+        futures::future::Either::Right((never, _)) => never,
+    }
+}
+
+/// What the server side saw.
+#[derive(Default, Debug)]
+struct Seen {
+    frames: Vec<Bytes>,
+    closed: Vec<String>,
+}
+
+type Shared = Arc<Mutex<Seen>>;
+
+struct Echo {
+    seen: Shared,
+    closed_tx: Option<Sender<String>>,
+}
+
+impl Application for Echo {
+    fn recv_frame(&mut self, t: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+        self.seen.lock().unwrap().frames.push(frame.clone());
+        if frame == "QUIT" {
+            t.close();
+            return Ok(());
+        }
+        t.send_frame(frame)?;
+        Ok(())
+    }
+
+    fn closed(&mut self, _: &Tendril, reason: &CloseReason) {
+        self.seen.lock().unwrap().closed.push(reason.to_string());
+        if let Some(tx) = &self.closed_tx {
+            let _ = tx.try_send(reason.to_string());
+        }
+    }
+}
+
+/// A line echo server on `endpoint`; returns the manager, what it saw, and close notifications.
+async fn line_echo(rt: Rt, proto: &str, endpoint: &str) -> (Manager, Shared, Receiver<String>) {
+    let manager = rt.manager(proto, endpoint);
+    let seen = Shared::default();
+    let (tx, rx) = unbounded();
+    let s = seen.clone();
+    manager
+        .start(
+            move |t: &mut Tendril| {
+                t.set_recv_framer(Line::crlf());
+                t.set_send_framer(Line::crlf());
+                Ok(Echo {
+                    seen: s.clone(),
+                    closed_tx: Some(tx.clone()),
+                })
+            },
+            WrapperChain::new(),
+        )
+        .await
+        .unwrap();
+    (manager, seen, rx)
+}
+
+fn port_addr(manager: &Manager) -> std::net::SocketAddr {
+    manager.local_addr().unwrap().ip().unwrap()
+}
+
+/// Read `n` bytes, failing (instead of hanging) if they do not come within 10 s.
+async fn read_exactly<S: futures::AsyncRead + Unpin>(stream: &mut S, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    within(stream.read_exact(&mut buf)).await.unwrap();
+    buf
+}
+
+/// Read to EOF within 10 s.
+async fn read_to_end<S: futures::AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
+    let mut buf = Vec::new();
+    within(stream.read_to_end(&mut buf)).await.unwrap();
+    buf
+}
+
+async fn next_close(closed: &Receiver<String>) -> String {
+    within(closed.recv()).await.unwrap()
+}
+
+// ---- scenarios ---------------------------------------------------------------------------
+
+async fn tcp_echo_over_ipv4_and_ipv6_loopback(rt: Rt) {
+    for endpoint in ["127.0.0.1:0", "[::1]:0"] {
+        let (manager, seen, closed) = line_echo(rt, "tcp", endpoint).await;
+        let mut client = TcpStream::connect(port_addr(&manager)).await.unwrap();
+        client.write_all(b"hello\r\nworld\r\n").await.unwrap();
+        assert_eq!(read_exactly(&mut client, 14).await, b"hello\r\nworld\r\n");
+        drop(client);
+        assert_eq!(next_close(&closed).await, "closed by the peer");
+        assert_eq!(seen.lock().unwrap().frames, ["hello", "world"]);
+        within(manager.stop()).await;
+    }
+}
+
+async fn udp_echo_over_ipv4_and_ipv6_loopback(rt: Rt) {
+    for (endpoint, client_addr) in [("127.0.0.1:0", "127.0.0.1:0"), ("[::1]:0", "[::1]:0")] {
+        let manager = rt.manager("udp", endpoint);
+        let seen = Shared::default();
+        let s = seen.clone();
+        manager
+            .start(
+                move |_t: &mut Tendril| {
+                    Ok(Echo {
+                        seen: s.clone(),
+                        closed_tx: None,
+                    })
+                },
+                WrapperChain::new(),
+            )
+            .await
+            .unwrap();
+        let client = UdpSocket::bind(client_addr).await.unwrap();
+        client.connect(port_addr(&manager)).await.unwrap();
+        for msg in [&b"one"[..], b"two", &[7u8; 60_000]] {
+            client.send(msg).await.unwrap();
+            let mut buf = vec![0; 65_536];
+            let n = within(client.recv(&mut buf)).await.unwrap();
+            assert_eq!(&buf[..n], msg, "a whole datagram comes back");
+        }
+        let local = manager.local_addr().unwrap();
+        let remote = client.local_addr().unwrap().into();
+        assert!(
+            manager.find(&local, &remote).is_some(),
+            "the peer is tracked"
+        );
+        within(manager.stop()).await;
+        assert!(manager.tendrils().is_empty());
+        assert_eq!(seen.lock().unwrap().closed, ["closed locally"]);
+    }
+}
+
+#[cfg(unix)]
+async fn unix_socket_echo_through_the_registered_extension(rt: Rt) {
+    let dir = std::env::temp_dir().join(format!("tendril-async-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("echo-{rt:?}.sock"));
+    assert!(tendril_async_std::protocols().contains(&"unix".to_string()));
+    let (manager, seen, closed) = line_echo(rt, "unix", path.to_str().unwrap()).await;
+    let mut client = smol::net::unix::UnixStream::connect(&path).await.unwrap();
+    client.write_all(b"over unix\r\n").await.unwrap();
+    assert_eq!(read_exactly(&mut client, 11).await, b"over unix\r\n");
+    drop(client);
+    assert_eq!(next_close(&closed).await, "closed by the peer");
+    assert_eq!(seen.lock().unwrap().frames, ["over unix"]);
+    within(manager.stop()).await;
+    assert!(!path.exists(), "the socket file is removed on stop");
+}
+
+/// DATA switches to five raw bytes, then back to lines.
+struct Switcher {
+    seen: Shared,
+    after_data: bool,
+}
+
+impl Application for Switcher {
+    fn recv_frame(&mut self, t: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+        self.seen.lock().unwrap().frames.push(frame.clone());
+        if frame == "DATA" {
+            t.set_recv_framer(Chunk::new(5));
+            self.after_data = true;
+        } else if self.after_data {
+            t.set_recv_framer(Line::crlf());
+            self.after_data = false;
+        }
+        t.send_frame(frame)?;
+        Ok(())
+    }
+}
+
+async fn framer_switching_over_a_real_socket_with_pipelined_input(rt: Rt) {
+    let manager = rt.manager("tcp", "127.0.0.1:0");
+    let seen = Shared::default();
+    let s = seen.clone();
+    manager
+        .start(
+            move |t: &mut Tendril| {
+                t.set_recv_framer(Line::crlf());
+                t.set_send_framer(LengthPrefixed::u8());
+                Ok(Switcher {
+                    seen: s.clone(),
+                    after_data: false,
+                })
+            },
+            WrapperChain::new(),
+        )
+        .await
+        .unwrap();
+    let mut client = TcpStream::connect(port_addr(&manager)).await.unwrap();
+    client
+        .write_all(b"DATA\r\n12345rest\r\nnext\r\n")
+        .await
+        .unwrap();
+    let reply = read_exactly(&mut client, 5 + 6 + 5 + 5).await;
+    assert_eq!(reply, b"\x04DATA\x0512345\x04rest\x04next");
+    assert_eq!(
+        seen.lock().unwrap().frames,
+        ["DATA", "12345", "rest", "next"]
+    );
+    within(manager.stop()).await;
+}
+
+async fn closed_is_reported_once_on_peer_eof_reset_and_local_close(rt: Rt) {
+    let (manager, _seen, closed) = line_echo(rt, "tcp", "127.0.0.1:0").await;
+    let addr = port_addr(&manager);
+
+    let client = TcpStream::connect(addr).await.unwrap();
+    drop(client);
+    assert_eq!(next_close(&closed).await, "closed by the peer");
+
+    let client = TcpStream::connect(addr).await.unwrap();
+    tendril_net::socket2::SockRef::from(&client)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(client); // RST
+    let reason = next_close(&closed).await;
+    assert!(
+        reason.starts_with("I/O error") || reason == "closed by the peer",
+        "{reason}"
+    );
+
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client.write_all(b"QUIT\r\n").await.unwrap();
+    assert!(
+        read_to_end(&mut client).await.is_empty(),
+        "the server closed without a reply"
+    );
+    assert_eq!(next_close(&closed).await, "closed locally");
+
+    within(manager.stop()).await;
+    assert!(closed.try_recv().is_err(), "no second close for anyone");
+}
+
+async fn a_peer_that_disconnects_mid_frame_gets_a_truncated_close(rt: Rt) {
+    let manager = rt.manager("tcp", "127.0.0.1:0");
+    let (tx, closed) = unbounded();
+    manager
+        .start(
+            move |t: &mut Tendril| {
+                t.set_recv_framer(LengthPrefixed::u16_be());
+                Ok(Echo {
+                    seen: Shared::default(),
+                    closed_tx: Some(tx.clone()),
+                })
+            },
+            WrapperChain::new(),
+        )
+        .await
+        .unwrap();
+    let mut client = TcpStream::connect(port_addr(&manager)).await.unwrap();
+    client.write_all(&[0, 100, b'a', b'b']).await.unwrap();
+    drop(client);
+    let reason = next_close(&closed).await;
+    assert!(
+        reason.starts_with("framing error: input ended inside a length-prefixed frame"),
+        "{reason}"
+    );
+    within(manager.stop()).await;
+}
+
+async fn stop_closes_the_listener_and_every_tendril_once(rt: Rt) {
+    let (manager, _seen, closed) = line_echo(rt, "tcp", "127.0.0.1:0").await;
+    let addr = port_addr(&manager);
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"hi\r\n").await.unwrap();
+        read_exactly(&mut c, 4).await;
+        clients.push(c);
+    }
+    assert!(manager.running());
+    assert_eq!(manager.tendrils().len(), 5);
+    within(manager.stop()).await;
+    assert!(!manager.running());
+    assert!(manager.tendrils().is_empty());
+    let mut reasons = Vec::new();
+    while let Ok(r) = closed.try_recv() {
+        reasons.push(r);
+    }
+    assert_eq!(reasons.len(), 5, "{reasons:?}");
+    assert!(reasons.iter().all(|r| r == "closed locally"), "{reasons:?}");
+    for mut c in clients {
+        assert!(read_to_end(&mut c).await.is_empty(), "each client sees EOF");
+    }
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "the listener is closed"
+    );
+    let restart = manager
+        .start(
+            |_t: &mut Tendril| Err::<Echo, _>(Reject::new("unused")),
+            WrapperChain::new(),
+        )
+        .await;
+    assert!(restart.is_err(), "a stopped manager stays stopped");
+    let connect = manager
+        .connect(
+            &addr.to_string(),
+            |_t: &mut Tendril| Err::<Echo, _>(Reject::new("unused")),
+            WrapperChain::new(),
+        )
+        .await;
+    assert!(connect.is_err(), "a stopped manager does not connect");
+}
+
+async fn a_thousand_concurrent_connections(rt: Rt) {
+    let (manager, seen, _closed) = line_echo(rt, "tcp", "127.0.0.1:0").await;
+    let addr = port_addr(&manager);
+    let mut tasks = Vec::new();
+    for i in 0..1000 {
+        tasks.push(rt.spawn(async move {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            let line = format!("client {i}\r\n");
+            c.write_all(line.as_bytes()).await.unwrap();
+            assert_eq!(read_exactly(&mut c, line.len()).await, line.as_bytes());
+            c
+        }));
+    }
+    let clients = within(futures::future::join_all(tasks)).await;
+    assert_eq!(manager.tendrils().len(), 1000);
+    assert_eq!(seen.lock().unwrap().frames.len(), 1000);
+    drop(clients);
+    within(manager.stop()).await;
+}
+
+/// Answers every line with 1 KiB, records the largest outgoing queue, and says when the queue
+/// first reached the high watermark.
+struct Big {
+    max_queued: Arc<Mutex<usize>>,
+    full: Sender<()>,
+}
+
+impl Application for Big {
+    fn recv_frame(&mut self, t: &mut Tendril, _: Bytes) -> Result<(), AppError> {
+        t.send_frame(Bytes::from(vec![b'x'; 1024]))?;
+        let mut most = self.max_queued.lock().unwrap();
+        *most = (*most).max(t.transmit_len());
+        if !t.is_writable() {
+            let _ = self.full.try_send(());
+        }
+        Ok(())
+    }
+}
+
+async fn back_pressure_against_a_slow_reader_bounds_the_queue(rt: Rt) {
+    const REQUESTS: usize = 20_000;
+    let manager = rt.manager("tcp", "127.0.0.1:0");
+    let mut config = Config::default();
+    config.high_watermark = 64 * 1024;
+    config.low_watermark = 16 * 1024;
+    manager.set_config(config);
+    let max_queued = Arc::new(Mutex::new(0usize));
+    let (full_tx, full) = unbounded();
+    let mq = max_queued.clone();
+    manager
+        .start(
+            move |t: &mut Tendril| {
+                t.set_recv_framer(Line::crlf());
+                t.set_send_framer(Line::crlf());
+                Ok(Big {
+                    max_queued: mq.clone(),
+                    full: full_tx.clone(),
+                })
+            },
+            WrapperChain::new().chain(tendril_net::options::send_buffer_size(4096)),
+        )
+        .await
+        .unwrap();
+    let socket = tendril_net::socket2::Socket::new(
+        tendril_net::socket2::Domain::IPV4,
+        tendril_net::socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&port_addr(&manager).into()).unwrap();
+    let client = Arc::new(Async::new(std::net::TcpStream::from(socket)).unwrap());
+    // 20k requests (20 MiB of replies) while reading nothing: the writer blocks once the
+    // server stops reading.
+    let writer = rt.spawn({
+        let client = client.clone();
+        async move {
+            let requests = b"r\r\n".repeat(REQUESTS);
+            (&*client).write_all(&requests).await.unwrap();
+        }
+    });
+    within(full.recv()).await.unwrap();
+    // Now read everything: every reply arrives, and the writer gets through.
+    let mut total = 0;
+    let mut buf = vec![0; 65536];
+    while total < REQUESTS * 1026 {
+        let n = within((&*client).read(&mut buf)).await.unwrap();
+        assert_ne!(n, 0, "EOF after {total} bytes");
+        assert!(buf[..n]
+            .iter()
+            .all(|&b| b == b'x' || b == b'\r' || b == b'\n'));
+        total += n;
+    }
+    assert_eq!(total, REQUESTS * 1026);
+    within(writer).await;
+    // The server stopped reading at the watermark: its queue never grew past it by more than
+    // one reply.
+    let most = *max_queued.lock().unwrap();
+    assert!(most >= 64 * 1024, "the watermark was reached: {most}");
+    assert!(most < 64 * 1024 + 1026, "queue grew to {most}");
+    within(manager.stop()).await;
+}
+
+/// Forwards every frame to a channel.
+struct Client(Sender<Bytes>);
+
+impl Application for Client {
+    fn recv_frame(&mut self, _: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+        let _ = self.0.try_send(frame);
+        Ok(())
+    }
+}
+
+async fn two_ephemeral_managers_and_a_listener_that_also_connects_out(rt: Rt) {
+    let (a, seen_a, _ca) = line_echo(rt, "tcp", "127.0.0.1:0").await;
+    let (b, _seen_b, _cb) = line_echo(rt, "tcp", "127.0.0.1:0").await;
+    assert_ne!(port_addr(&a), port_addr(&b));
+    let (tx, replies) = unbounded();
+    // b, a listening manager, connects out to a, by name.
+    let handle = b
+        .connect(
+            &format!("localhost:{}", port_addr(&a).port()),
+            move |t: &mut Tendril| {
+                t.set_recv_framer(Line::crlf());
+                t.set_send_framer(Line::crlf());
+                Ok(Client(tx.clone()))
+            },
+            WrapperChain::new(),
+        )
+        .await
+        .unwrap();
+    within(handle.send_frame(Bytes::from("from b")))
+        .await
+        .unwrap();
+    assert_eq!(within(replies.recv()).await.unwrap(), "from b");
+    assert_eq!(seen_a.lock().unwrap().frames, ["from b"]);
+    assert!(b.find(handle.local_addr(), handle.remote_addr()).is_some());
+    // A handle works from another thread too.
+    let h2 = handle.clone();
+    assert!(
+        std::thread::spawn(move || h2.send_frame_nowait(Bytes::from("from a thread")))
+            .join()
+            .unwrap()
+    );
+    assert_eq!(within(replies.recv()).await.unwrap(), "from a thread");
+    handle.close();
+    within(a.stop()).await;
+    within(b.stop()).await;
+    assert!(handle.is_closed());
+}
+
+async fn a_rejecting_acceptor_closes_only_that_connection(rt: Rt) {
+    let manager = rt.manager("tcp", "127.0.0.1:0");
+    manager
+        .start(
+            |t: &mut Tendril| -> Result<Echo, Reject> {
+                let _ = t;
+                Err(Reject::new("not today"))
+            },
+            WrapperChain::new(),
+        )
+        .await
+        .unwrap();
+    let mut client = TcpStream::connect(port_addr(&manager)).await.unwrap();
+    assert!(read_to_end(&mut client).await.is_empty());
+    assert!(manager.running());
+    assert!(manager.tendrils().is_empty());
+    within(manager.stop()).await;
+}
+
+/// TCP under another name, restricted to IPv6: built only from the public API.
+struct Tcp6;
+
+impl tendril_async_std::Transport for Tcp6 {
+    fn proto(&self) -> tendril_core::Proto {
+        tendril_core::Proto::stream("tcp6")
+    }
+
+    fn listen(
+        &self,
+        ctx: Arc<tendril_async_std::Context>,
+        endpoint: String,
+        _wrapper: WrapperChain,
+        acceptor: tendril_async_std::SharedAcceptor,
+    ) -> BoxFuture<'static, std::io::Result<tendril_core::Addr>> {
+        Box::pin(async move {
+            let addr: std::net::SocketAddr = endpoint.parse().map_err(std::io::Error::other)?;
+            if !addr.is_ipv6() {
+                return Err(std::io::Error::other("tcp6 needs an IPv6 endpoint"));
+            }
+            let listener = Async::<std::net::TcpListener>::bind(addr)?;
+            let local = listener.get_ref().local_addr()?;
+            let task_ctx = ctx.clone();
+            let cancel = ctx.cancelled();
+            ctx.spawn(async move {
+                while let Some(accepted) = cancel
+                    .run_until_cancelled(listener.read_with(|l| l.accept()))
+                    .await
+                {
+                    let Ok((stream, remote)) = accepted else {
+                        continue;
+                    };
+                    let stream = tendril_async_std::SocketStream::new(stream).unwrap();
+                    let _ = tendril_async_std::spawn_stream(
+                        &task_ctx,
+                        stream,
+                        local.into(),
+                        remote.into(),
+                        &acceptor,
+                    );
+                }
+            });
+            Ok(local.into())
+        })
+    }
+
+    fn connect(
+        &self,
+        _ctx: Arc<tendril_async_std::Context>,
+        _local: String,
+        _target: String,
+        _wrapper: WrapperChain,
+        _acceptor: tendril_async_std::SharedAcceptor,
+    ) -> BoxFuture<'static, std::io::Result<tendril_async_std::TendrilHandle>> {
+        Box::pin(async { Err(std::io::Error::other("listen only")) })
+    }
+}
+
+async fn a_user_registered_protocol_is_found_by_name(rt: Rt) {
+    tendril_async_std::register("tcp6", Arc::new(Tcp6));
+    assert!(tendril_async_std::protocols().contains(&"tcp6".to_string()));
+    let (manager, seen, _closed) = line_echo(rt, "tcp6", "[::1]:0").await;
+    assert_eq!(manager.proto().name(), "tcp6");
+    let mut client = TcpStream::connect(port_addr(&manager)).await.unwrap();
+    client.write_all(b"six\r\n").await.unwrap();
+    assert_eq!(read_exactly(&mut client, 5).await, b"six\r\n");
+    assert_eq!(seen.lock().unwrap().frames, ["six"]);
+    within(manager.stop()).await;
+    assert!(get_manager("nope", "").is_err());
+}
+
+/// A self-signed "localhost" certificate: the server's configuration, and a client's that
+/// trusts it.
+fn tls_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (Arc::new(server), Arc::new(client))
+}
+
+async fn tls_echo_between_a_server_and_a_connected_client(rt: Rt) {
+    let (server_config, client_config) = tls_configs();
+    let server = rt.manager("tcp", "127.0.0.1:0");
+    let seen = Shared::default();
+    let (closed_tx, server_closed) = unbounded();
+    let s = seen.clone();
+    server
+        .start(
+            move |t: &mut Tendril| {
+                t.set_recv_framer(Line::crlf());
+                t.set_send_framer(Line::crlf());
+                t.wrap(
+                    TlsLayer::server(server_config.clone())
+                        .map_err(|e| Reject::new(e.to_string()))?,
+                );
+                Ok(Echo {
+                    seen: s.clone(),
+                    closed_tx: Some(closed_tx.clone()),
+                })
+            },
+            WrapperChain::new(),
+        )
+        .await
+        .unwrap();
+
+    let client = rt.manager("tcp", "");
+    let (tx, replies) = unbounded();
+    let handle = client
+        .connect(
+            &port_addr(&server).to_string(),
+            move |t: &mut Tendril| {
+                t.set_recv_framer(Line::crlf());
+                t.set_send_framer(Line::crlf());
+                Ok(Client(tx.clone()))
+            },
+            WrapperChain::new(),
+        )
+        .await
+        .unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    assert!(handle.wrap(TlsLayer::client(client_config, name).unwrap()));
+    // Queued behind the wrap: it leaves encrypted, once the handshake is done.
+    within(handle.send_frame(Bytes::from("hello over tls")))
+        .await
+        .unwrap();
+    within(handle.send_frame(Bytes::from("and again")))
+        .await
+        .unwrap();
+    assert_eq!(within(replies.recv()).await.unwrap(), "hello over tls");
+    assert_eq!(within(replies.recv()).await.unwrap(), "and again");
+    assert_eq!(seen.lock().unwrap().frames, ["hello over tls", "and again"]);
+
+    handle.close();
+    assert_eq!(next_close(&server_closed).await, "closed by the peer");
+    within(client.stop()).await;
+    within(server.stop()).await;
+    assert!(handle.is_closed());
+}
+
+async fn the_default_spawner_serves_under_either_block_on(_rt: Rt) {
+    let manager = get_manager("tcp", "127.0.0.1:0").unwrap();
+    let (tx, closed) = unbounded();
+    manager
+        .start(
+            move |t: &mut Tendril| {
+                t.set_recv_framer(Line::crlf());
+                t.set_send_framer(Line::crlf());
+                Ok(Echo {
+                    seen: Shared::default(),
+                    closed_tx: Some(tx.clone()),
+                })
+            },
+            WrapperChain::new(),
+        )
+        .await
+        .unwrap();
+    let mut client = TcpStream::connect(port_addr(&manager)).await.unwrap();
+    client.write_all(b"default\r\n").await.unwrap();
+    assert_eq!(read_exactly(&mut client, 9).await, b"default\r\n");
+    within(manager.stop()).await;
+    assert_eq!(next_close(&closed).await, "closed locally");
+    assert!(read_to_end(&mut client).await.is_empty());
+}
+
+macro_rules! under_both_executors {
+    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
+        /// The scenarios under `async_std::task::block_on`, tasks on async-std's executor.
+        mod async_std_executor {
+            $( $(#[$attr])* #[test] fn $name() { async_std::task::block_on(super::$name(super::Rt::AsyncStd)); } )*
+        }
+        /// The scenarios under `smol::block_on`, tasks on smol's executor.
+        mod smol_executor {
+            $( $(#[$attr])* #[test] fn $name() { smol::block_on(super::$name(super::Rt::Smol)); } )*
+        }
+    };
+}
+
+under_both_executors!(
+    tcp_echo_over_ipv4_and_ipv6_loopback,
+    udp_echo_over_ipv4_and_ipv6_loopback,
+    #[cfg(unix)]
+    unix_socket_echo_through_the_registered_extension,
+    framer_switching_over_a_real_socket_with_pipelined_input,
+    closed_is_reported_once_on_peer_eof_reset_and_local_close,
+    a_peer_that_disconnects_mid_frame_gets_a_truncated_close,
+    stop_closes_the_listener_and_every_tendril_once,
+    a_thousand_concurrent_connections,
+    back_pressure_against_a_slow_reader_bounds_the_queue,
+    two_ephemeral_managers_and_a_listener_that_also_connects_out,
+    a_rejecting_acceptor_closes_only_that_connection,
+    a_user_registered_protocol_is_found_by_name,
+    tls_echo_between_a_server_and_a_connected_client,
+    the_default_spawner_serves_under_either_block_on,
+);

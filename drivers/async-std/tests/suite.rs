@@ -1,0 +1,103 @@
+//! The driver-agnostic suite (`tendril-driver-suite`), run on this driver twice: tasks on
+//! async-std's executor, and tasks on smol's.
+
+use std::io;
+use tendril_async_std::{get_manager, Manager, Spawner};
+use tendril_core::Addr;
+use tendril_net::{lock, SharedAcceptor, WrapperChain};
+
+/// Which executor runs the manager's tasks.
+#[derive(Clone, Copy)]
+enum Executor {
+    AsyncStd,
+    Smol,
+}
+
+struct Running {
+    manager: Manager,
+    executor: Executor,
+}
+
+fn block_on<T>(executor: Executor, f: impl std::future::Future<Output = T>) -> T {
+    match executor {
+        Executor::AsyncStd => async_std::task::block_on(f),
+        Executor::Smol => smol::block_on(f),
+    }
+}
+
+fn start(
+    executor: Executor,
+    proto: &str,
+    endpoint: &str,
+    acceptor: SharedAcceptor,
+    wrapper: WrapperChain,
+) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
+    let manager = get_manager(proto, endpoint)?;
+    manager.set_spawner(match executor {
+        Executor::AsyncStd => Spawner::new(|task| {
+            async_std::task::spawn(task);
+        }),
+        Executor::Smol => Spawner::new(|task| smol::spawn(task).detach()),
+    });
+    block_on(
+        executor,
+        manager.start(move |t| (lock(&acceptor))(t), wrapper),
+    )?;
+    Ok(Box::new(Running { manager, executor }))
+}
+
+impl tendril_driver_suite::Server for Running {
+    fn local_addr(&self) -> Addr {
+        self.manager.local_addr().unwrap_or(Addr::Unnamed)
+    }
+
+    fn tendril_count(&self) -> usize {
+        self.manager.tendrils().len()
+    }
+
+    fn stop(self: Box<Self>) {
+        block_on(self.executor, self.manager.stop());
+    }
+}
+
+mod on_async_std {
+    use super::*;
+
+    #[derive(Default)]
+    pub struct AsyncStd;
+
+    impl tendril_driver_suite::Driver for AsyncStd {
+        fn start(
+            &self,
+            proto: &str,
+            endpoint: &str,
+            acceptor: SharedAcceptor,
+            wrapper: WrapperChain,
+        ) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
+            start(Executor::AsyncStd, proto, endpoint, acceptor, wrapper)
+        }
+    }
+
+    tendril_driver_suite::driver_suite!(AsyncStd);
+}
+
+mod on_smol {
+    use super::*;
+
+    #[derive(Default)]
+    pub struct Smol;
+
+    impl tendril_driver_suite::Driver for Smol {
+        fn start(
+            &self,
+            proto: &str,
+            endpoint: &str,
+            acceptor: SharedAcceptor,
+            wrapper: WrapperChain,
+        ) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
+            start(Executor::Smol, proto, endpoint, acceptor, wrapper)
+        }
+    }
+
+    tendril_driver_suite::driver_suite!(Smol);
+}
