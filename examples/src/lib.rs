@@ -278,6 +278,7 @@ mod tests {
     }
 }
 
+pub mod dns;
 
 /// Ctrl-C (SIGINT) or SIGTERM, registered at once — call it before announcing the listening
 /// address, so a signal sent right after the announcement is not missed.
