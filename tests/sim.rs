@@ -186,13 +186,13 @@ fn stream_scenario(seed: u64) {
             );
         }
         // Deliver: in order per direction, possibly split into 1-byte reads.
-        for i in 0..2 {
-            let to = 1 - i;
-            while let Some((at, _)) = wires[i].front() {
+        for (from, wire) in wires.iter_mut().enumerate() {
+            let to = 1 - from;
+            while let Some((at, _)) = wire.front() {
                 if *at > now || !ends[to].tendril.wants_read() && !ends[to].tendril.is_closed() {
                     break;
                 }
-                let Some((_, packet)) = wires[i].pop_front() else {
+                let Some((_, packet)) = wire.pop_front() else {
                     break;
                 };
                 let end = &mut ends[to];
