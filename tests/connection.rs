@@ -417,6 +417,20 @@ fn finish_half_closes_and_replies_still_arrive() {
 }
 
 #[test]
+fn bytes_arriving_after_the_close_began_are_not_kept() {
+    // Found by the simulator (seed 2826): a closed tendril kept appending what arrived.
+    let mut t = line();
+    t.send_frame("unsent".into()).unwrap();
+    t.close();
+    t.handle_data(T0, &[b'x'; 10_000]);
+    assert!(t.buffered().is_empty());
+    t.abort();
+    t.handle_data(T0, &[b'x'; 10_000]);
+    assert!(t.buffered().is_empty());
+    assert_eq!(t.heap_bytes(), 0);
+}
+
+#[test]
 fn the_core_never_reads_a_clock() {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut stack = vec![src];

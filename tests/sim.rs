@@ -140,6 +140,7 @@ fn stream_scenario(seed: u64) {
     let reset_at = rng.chance(15).then(|| rng.below(400));
     let finish_client = rng.chance(50);
     let mut now = 0u64;
+    let mut last_delivery = [0usize; 2];
     for step in 0..20_000u64 {
         now += 1;
         let t = Duration::from_millis(now);
@@ -179,10 +180,12 @@ fn stream_scenario(seed: u64) {
             }
             end.tendril.handle_timeout(t);
             end.tendril.dispatch(&mut end.app);
-            // Bounded: never more than a frame plus what arrived in one delivery.
+            // Bounded: never more than a frame plus what arrived in its last delivery.
+            let buffered = end.tendril.buffered().len();
             assert!(
-                end.tendril.buffered().len() <= 3100 + 4096,
-                "buffer grew unbounded"
+                buffered <= 3100 + 64 + last_delivery[i],
+                "buffer grew unbounded: {buffered} bytes, last delivery {}",
+                last_delivery[i]
             );
         }
         // Deliver: in order per direction, possibly split into 1-byte reads.
@@ -196,6 +199,9 @@ fn stream_scenario(seed: u64) {
                     break;
                 };
                 let end = &mut ends[to];
+                if let Packet::Data(data) = &packet {
+                    last_delivery[to] = data.len();
+                }
                 match packet {
                     Packet::Data(data) if rng.chance(20) => {
                         for byte in data.chunks(1) {

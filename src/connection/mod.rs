@@ -402,7 +402,15 @@ impl<In, Out> Tendril<In, Out> {
     /// `n` bytes were appended to [`read_buf`](Self::read_buf) at time `now`.
     pub fn handle_read(&mut self, now: Duration, n: usize) {
         self.now = now;
-        if n == 0 || self.state == State::Closed {
+        if self.state != State::Open {
+            // Closing or closed: nobody will frame these bytes, so they are not kept.
+            self.recv_buf.clear();
+            if let Some(slot) = self.layers.first_mut() {
+                slot.recv_in.clear();
+            }
+            return;
+        }
+        if n == 0 {
             return;
         }
         self.last_received = now;
@@ -412,6 +420,10 @@ impl<In, Out> Tendril<In, Out> {
 
     /// Bytes arrived (a copying convenience over [`read_buf`](Self::read_buf)).
     pub fn handle_data(&mut self, now: Duration, data: &[u8]) {
+        if self.state == State::Closed {
+            self.now = now;
+            return;
+        }
         self.read_buf().extend_from_slice(data);
         self.handle_read(now, data.len());
     }
