@@ -855,6 +855,7 @@ impl<In, Out> Tendril<In, Out> {
         self.timer = None;
         self.want_writable = false;
         self.recv_buf = BytesMut::new();
+        self.out.shrink();
         for slot in &mut self.layers {
             slot.recv_in = BytesMut::new();
             slot.send_in.clear();
