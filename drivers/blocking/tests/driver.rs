@@ -1,0 +1,1121 @@
+//! The blocking driver over loopback (127.0.0.1 and ::1 only), with std clients.
+//!
+//! No sleeps as synchronisation: channels and joins order the steps; timeouts only guard
+//! against hangs.
+
+use bytes::Bytes;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tendril_blocking::{get_manager, Manager, WrapperChain};
+use tendril_core::{
+    AppError, Application, Chunk, CloseReason, Config, LengthPrefixed, Line, Reject, Tendril,
+};
+
+/// The longest any step may take before the test fails instead of hanging.
+const GUARD: Duration = Duration::from_secs(10);
+
+/// What the server side saw.
+#[derive(Default, Debug)]
+struct Seen {
+    frames: Vec<Bytes>,
+    closed: Vec<String>,
+}
+
+type Shared = Arc<Mutex<Seen>>;
+
+struct Echo {
+    seen: Shared,
+    closed_tx: Option<Sender<String>>,
+}
+
+impl Application for Echo {
+    fn recv_frame(&mut self, t: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+        self.seen.lock().unwrap().frames.push(frame.clone());
+        if frame == "QUIT" {
+            t.close();
+            return Ok(());
+        }
+        t.send_frame(frame)?;
+        Ok(())
+    }
+
+    fn closed(&mut self, _: &Tendril, reason: &CloseReason) {
+        self.seen.lock().unwrap().closed.push(reason.to_string());
+        if let Some(tx) = &self.closed_tx {
+            let _ = tx.send(reason.to_string());
+        }
+    }
+}
+
+/// A line echo server on `endpoint`; returns the manager, what it saw, and close notifications.
+fn line_echo(proto: &str, endpoint: &str) -> (Manager, Shared, Receiver<String>) {
+    let manager = get_manager(proto, endpoint).unwrap();
+    let seen = Shared::default();
+    let (tx, rx) = mpsc::channel();
+    let s = seen.clone();
+    manager
+        .start(
+            move |t: &mut Tendril| {
+                t.set_recv_framer(Line::crlf());
+                t.set_send_framer(Line::crlf());
+                Ok(Echo {
+                    seen: s.clone(),
+                    closed_tx: Some(tx.clone()),
+                })
+            },
+            WrapperChain::new(),
+        )
+        .unwrap();
+    (manager, seen, rx)
+}
+
+fn port_addr(manager: &Manager) -> SocketAddr {
+    manager.local_addr().unwrap().ip().unwrap()
+}
+
+/// A TCP client whose reads fail (instead of hanging) after [`GUARD`].
+fn client(addr: SocketAddr) -> TcpStream {
+    let c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(GUARD)).unwrap();
+    c.set_write_timeout(Some(GUARD)).unwrap();
+    c
+}
+
+/// Read `n` bytes, failing (instead of hanging) if they do not come within the guard.
+fn read_exactly(stream: &mut impl Read, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    stream.read_exact(&mut buf).expect("no reply in time");
+    buf
+}
+
+/// The next close notification, failing if none comes within the guard.
+fn next_close(closed: &Receiver<String>) -> String {
+    closed.recv_timeout(GUARD).expect("no close in time")
+}
+
+#[test]
+fn tcp_echo_over_ipv4_and_ipv6_loopback() {
+    for endpoint in ["127.0.0.1:0", "[::1]:0"] {
+        let (manager, seen, closed) = line_echo("tcp", endpoint);
+        let mut c = client(port_addr(&manager));
+        c.write_all(b"hello\r\nworld\r\n").unwrap();
+        assert_eq!(read_exactly(&mut c, 14), b"hello\r\nworld\r\n");
+        drop(c);
+        assert_eq!(next_close(&closed), "closed by the peer");
+        assert_eq!(seen.lock().unwrap().frames, ["hello", "world"]);
+        manager.stop();
+    }
+}
+
+#[test]
+fn udp_echo_over_ipv4_and_ipv6_loopback() {
+    for (endpoint, client_addr) in [("127.0.0.1:0", "127.0.0.1:0"), ("[::1]:0", "[::1]:0")] {
+        let manager = get_manager("udp", endpoint).unwrap();
+        let seen = Shared::default();
+        let s = seen.clone();
+        manager
+            .start(
+                move |_t: &mut Tendril| {
+                    Ok(Echo {
+                        seen: s.clone(),
+                        closed_tx: None,
+                    })
+                },
+                WrapperChain::new(),
+            )
+            .unwrap();
+        let client = UdpSocket::bind(client_addr).unwrap();
+        client.set_read_timeout(Some(GUARD)).unwrap();
+        client.connect(port_addr(&manager)).unwrap();
+        for msg in [&b"one"[..], b"two", &[7u8; 60_000]] {
+            client.send(msg).unwrap();
+            let mut buf = vec![0; 65_536];
+            let n = client.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], msg, "a whole datagram comes back");
+        }
+        let local = manager.local_addr().unwrap();
+        let remote = client.local_addr().unwrap().into();
+        assert!(
+            manager.find(&local, &remote).is_some(),
+            "the peer is tracked"
+        );
+        assert_eq!(seen.lock().unwrap().frames.len(), 3);
+        manager.stop();
+        assert!(manager.tendrils().is_empty());
+    }
+}
+
+#[test]
+fn udp_connect_out_to_a_std_peer() {
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(GUARD)).unwrap();
+    let manager = get_manager("udp", "").unwrap();
+    let (tx, replies) = mpsc::channel();
+    struct Client(Sender<Bytes>);
+    impl Application for Client {
+        fn recv_frame(&mut self, _: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+            let _ = self.0.send(frame);
+            Ok(())
+        }
+    }
+    let handle = manager
+        .connect(
+            &peer.local_addr().unwrap().to_string(),
+            move |_t: &mut Tendril| Ok(Client(tx.clone())),
+            WrapperChain::new(),
+        )
+        .unwrap();
+    handle.send_frame(Bytes::from("ping")).unwrap();
+    let mut buf = [0; 64];
+    let (n, from) = peer.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"ping");
+    peer.send_to(b"pong", from).unwrap();
+    assert_eq!(replies.recv_timeout(GUARD).unwrap(), "pong");
+    assert_eq!(manager.tendrils().len(), 1);
+    manager.stop();
+    assert!(handle.is_closed());
+    assert!(!handle.send_frame_nowait(Bytes::from("late")));
+}
+
+#[cfg(unix)]
+#[test]
+fn unix_socket_echo_through_the_registered_extension() {
+    let dir = std::env::temp_dir().join(format!("tendril-blocking-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("echo.sock");
+    let (manager, seen, closed) = line_echo("unix", path.to_str().unwrap());
+    let mut c = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    c.set_read_timeout(Some(GUARD)).unwrap();
+    c.write_all(b"over unix\r\n").unwrap();
+    assert_eq!(read_exactly(&mut c, 11), b"over unix\r\n");
+    drop(c);
+    assert_eq!(next_close(&closed), "closed by the peer");
+    assert_eq!(seen.lock().unwrap().frames, ["over unix"]);
+
+    // The same extension connects out, too.
+    let out = get_manager("unix", "").unwrap();
+    let (tx, replies) = mpsc::channel();
+    struct Client(Sender<Bytes>);
+    impl Application for Client {
+        fn recv_frame(&mut self, _: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+            let _ = self.0.send(frame);
+            Ok(())
+        }
+    }
+    let handle = out
+        .connect(
+            path.to_str().unwrap(),
+            move |t: &mut Tendril| {
+                t.set_recv_framer(Line::crlf());
+                t.set_send_framer(Line::crlf());
+                Ok(Client(tx.clone()))
+            },
+            WrapperChain::new(),
+        )
+        .unwrap();
+    handle.send_frame(Bytes::from("back")).unwrap();
+    assert_eq!(replies.recv_timeout(GUARD).unwrap(), "back");
+    out.stop();
+    assert_eq!(next_close(&closed), "closed by the peer");
+
+    manager.stop();
+    assert!(!path.exists(), "the socket file is removed on stop");
+    let _ = std::fs::remove_dir(&dir);
+}
+
+#[cfg(unix)]
+#[test]
+fn unix_peers_sharing_one_address_pair_are_all_listed_and_stopped() {
+    let dir = std::env::temp_dir().join(format!("tendril-blocking-many-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("many.sock");
+    let (manager, _seen, closed) = line_echo("unix", path.to_str().unwrap());
+    // Unnamed clients: every tendril has the same (path, unnamed) address pair.
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let mut c = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        c.set_read_timeout(Some(GUARD)).unwrap();
+        let line = format!("peer {i}\r\n");
+        c.write_all(line.as_bytes()).unwrap();
+        assert_eq!(read_exactly(&mut c, line.len()), line.as_bytes());
+        clients.push(c);
+    }
+    assert_eq!(manager.tendrils().len(), 3);
+    let started = Instant::now();
+    manager.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "every peer closed at once"
+    );
+    let reasons: Vec<String> = closed.try_iter().collect();
+    assert_eq!(reasons, ["closed locally"; 3]);
+    let _ = std::fs::remove_dir(&dir);
+}
+
+#[test]
+fn a_panicking_application_takes_down_only_its_connection() {
+    let manager = get_manager("tcp", "127.0.0.1:0").unwrap();
+    struct Fragile;
+    impl Application for Fragile {
+        fn recv_frame(&mut self, t: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+            assert_ne!(frame, "PANIC", "the application panics on purpose");
+            t.send_frame(frame)?;
+            Ok(())
+        }
+    }
+    manager
+        .start(
+            |t: &mut Tendril| {
+                t.set_recv_framer(Line::crlf());
+                t.set_send_framer(Line::crlf());
+                Ok(Fragile)
+            },
+            WrapperChain::new(),
+        )
+        .unwrap();
+    let addr = port_addr(&manager);
+    let mut steady = client(addr);
+    steady.write_all(b"one\r\n").unwrap();
+    assert_eq!(read_exactly(&mut steady, 5), b"one\r\n");
+    let mut doomed = client(addr);
+    doomed.write_all(b"PANIC\r\n").unwrap();
+    let mut rest = Vec::new();
+    let _ = doomed.read_to_end(&mut rest); // EOF or reset: the connection is gone
+    assert!(rest.is_empty());
+    steady.write_all(b"two\r\n").unwrap();
+    assert_eq!(read_exactly(&mut steady, 5), b"two\r\n");
+    let mut fresh = client(addr);
+    fresh.write_all(b"three\r\n").unwrap();
+    assert_eq!(read_exactly(&mut fresh, 7), b"three\r\n");
+    assert_eq!(manager.tendrils().len(), 2);
+    manager.stop();
+}
+
+#[test]
+fn a_udp_application_connects_out_from_its_own_callback() {
+    let relay_target = UdpSocket::bind("127.0.0.1:0").unwrap();
+    relay_target.set_read_timeout(Some(GUARD)).unwrap();
+    let target = relay_target.local_addr().unwrap().to_string();
+    let manager = get_manager("udp", "127.0.0.1:0").unwrap();
+    /// Relays each datagram to `target` through a tendril it connects from the callback.
+    struct Relay(Manager, String);
+    impl Application for Relay {
+        fn recv_frame(&mut self, _: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+            let out = self.0.connect(
+                &self.1,
+                |_t: &mut Tendril| -> Result<Relay, Reject> { Err(Reject::new("no replies")) },
+                WrapperChain::new(),
+            );
+            // The relay's own acceptor refuses, so connect reports the refusal ...
+            assert!(out.is_err());
+            // ... and one that accepts gets a tendril.
+            let m = self.0.clone();
+            let handle = self.0.connect(
+                &self.1,
+                move |_t: &mut Tendril| Ok(Relay(m.clone(), String::new())),
+                WrapperChain::new(),
+            )?;
+            handle.send_frame(frame)?;
+            Ok(())
+        }
+    }
+    let m = manager.clone();
+    manager
+        .start(
+            move |_t: &mut Tendril| Ok(Relay(m.clone(), target.clone())),
+            WrapperChain::new(),
+        )
+        .unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.send_to(b"relay me", port_addr(&manager)).unwrap();
+    let mut buf = [0; 64];
+    let n = relay_target.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"relay me");
+    manager.stop();
+}
+
+/// DATA switches to five raw bytes, then back to lines.
+struct Switcher {
+    seen: Shared,
+    after_data: bool,
+}
+
+impl Application for Switcher {
+    fn recv_frame(&mut self, t: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+        self.seen.lock().unwrap().frames.push(frame.clone());
+        if frame == "DATA" {
+            t.set_recv_framer(Chunk::new(5));
+            self.after_data = true;
+        } else if self.after_data {
+            t.set_recv_framer(Line::crlf());
+            self.after_data = false;
+        }
+        t.send_frame(frame)?;
+        Ok(())
+    }
+}
+
+#[test]
+fn framer_switching_over_a_real_socket_with_pipelined_input() {
+    let manager = get_manager("tcp", "127.0.0.1:0").unwrap();
+    let seen = Shared::default();
+    let s = seen.clone();
+    manager
+        .start(
+            move |t: &mut Tendril| {
+                t.set_recv_framer(Line::crlf());
+                t.set_send_framer(LengthPrefixed::u8());
+                Ok(Switcher {
+                    seen: s.clone(),
+                    after_data: false,
+                })
+            },
+            WrapperChain::new(),
+        )
+        .unwrap();
+    let mut c = client(port_addr(&manager));
+    c.write_all(b"DATA\r\n12345rest\r\nnext\r\n").unwrap();
+    let reply = read_exactly(&mut c, 5 + 6 + 5 + 5);
+    assert_eq!(reply, b"\x04DATA\x0512345\x04rest\x04next");
+    assert_eq!(
+        seen.lock().unwrap().frames,
+        ["DATA", "12345", "rest", "next"]
+    );
+    manager.stop();
+}
+
+#[test]
+fn closed_is_reported_once_on_peer_eof_reset_and_local_close() {
+    let (manager, _seen, closed) = line_echo("tcp", "127.0.0.1:0");
+    let addr = port_addr(&manager);
+
+    let c = client(addr);
+    drop(c);
+    assert_eq!(next_close(&closed), "closed by the peer");
+
+    let c = client(addr);
+    tendril_net::socket2::SockRef::from(&c)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(c); // RST
+    let reason = next_close(&closed);
+    assert!(
+        reason.starts_with("I/O error") || reason == "closed by the peer",
+        "{reason}"
+    );
+
+    let mut c = client(addr);
+    c.write_all(b"QUIT\r\n").unwrap();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "the server closed without a reply");
+    assert_eq!(next_close(&closed), "closed locally");
+
+    manager.stop();
+    assert!(closed.try_recv().is_err(), "no second close for anyone");
+}
+
+#[test]
+fn a_peer_that_disconnects_mid_frame_gets_a_truncated_close() {
+    let manager = get_manager("tcp", "127.0.0.1:0").unwrap();
+    let (tx, closed) = mpsc::channel();
+    manager
+        .start(
+            move |t: &mut Tendril| {
+                t.set_recv_framer(LengthPrefixed::u16_be());
+                Ok(Echo {
+                    seen: Shared::default(),
+                    closed_tx: Some(tx.clone()),
+                })
+            },
+            WrapperChain::new(),
+        )
+        .unwrap();
+    let mut c = client(port_addr(&manager));
+    c.write_all(&[0, 100, b'a', b'b']).unwrap();
+    drop(c);
+    let reason = next_close(&closed);
+    assert!(
+        reason.starts_with("framing error: input ended inside a length-prefixed frame"),
+        "{reason}"
+    );
+    manager.stop();
+}
+
+#[test]
+fn stop_closes_the_listener_and_every_tendril_once() {
+    let (manager, _seen, closed) = line_echo("tcp", "127.0.0.1:0");
+    let addr = port_addr(&manager);
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        let mut c = client(addr);
+        c.write_all(b"hi\r\n").unwrap();
+        read_exactly(&mut c, 4);
+        clients.push(c);
+    }
+    assert!(manager.running());
+    assert_eq!(manager.tendrils().len(), 5);
+    let started = Instant::now();
+    manager.stop();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "stop took {took:?}");
+    assert!(!manager.running());
+    assert!(manager.tendrils().is_empty());
+    let reasons: Vec<String> = closed.try_iter().collect();
+    assert_eq!(reasons.len(), 5, "{reasons:?}");
+    assert!(reasons.iter().all(|r| r == "closed locally"), "{reasons:?}");
+    for mut c in clients {
+        let mut buf = Vec::new();
+        assert_eq!(c.read_to_end(&mut buf).unwrap(), 0, "each client sees EOF");
+    }
+    assert!(TcpStream::connect(addr).is_err(), "the listener is closed");
+}
+
+#[test]
+fn stop_of_an_idle_listener_is_prompt_and_the_manager_can_start_again() {
+    for proto in ["tcp", "udp"] {
+        let (manager, _seen, _closed) = line_echo(proto, "127.0.0.1:0");
+        let started = Instant::now();
+        manager.stop();
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(500),
+            "{proto}: stop took {took:?}"
+        );
+        assert!(!manager.running());
+        manager
+            .start(
+                |_t: &mut Tendril| -> Result<Echo, Reject> { Err(Reject::new("again")) },
+                WrapperChain::new(),
+            )
+            .unwrap();
+        assert!(manager.running());
+        manager.stop();
+    }
+}
+
+#[test]
+fn stop_waits_for_a_slow_peer_then_aborts() {
+    let manager = get_manager("tcp", "127.0.0.1:0").unwrap();
+    manager.set_stop_timeout(Duration::from_millis(200));
+    let (tx, closed) = mpsc::channel();
+    /// Answers each line with 4 MiB, so a peer that does not read keeps the close waiting.
+    struct Flood(Sender<String>);
+    impl Application for Flood {
+        fn recv_frame(&mut self, t: &mut Tendril, _: Bytes) -> Result<(), AppError> {
+            t.send_frame(Bytes::from(vec![b'x'; 4 << 20]))?;
+            Ok(())
+        }
+        fn closed(&mut self, _: &Tendril, reason: &CloseReason) {
+            let _ = self.0.send(reason.to_string());
+        }
+    }
+    manager
+        .start(
+            move |t: &mut Tendril| {
+                t.set_recv_framer(Line::crlf());
+                Ok(Flood(tx.clone()))
+            },
+            WrapperChain::new().chain(tendril_net::options::send_buffer_size(4096)),
+        )
+        .unwrap();
+    let mut c = small_window_client(port_addr(&manager));
+    c.write_all(b"go\r\n").unwrap();
+    // The first bytes arrive: the reply is being written, and most of it cannot be.
+    read_exactly(&mut c, 1);
+    let started = Instant::now();
+    manager.stop();
+    let took = started.elapsed();
+    assert_eq!(next_close(&closed), "aborted");
+    assert!(took >= Duration::from_millis(200), "stop took {took:?}");
+    assert!(took < Duration::from_secs(2), "stop took {took:?}");
+}
+
+#[test]
+fn stop_from_inside_a_callback_does_not_deadlock() {
+    let manager = get_manager("tcp", "127.0.0.1:0").unwrap();
+    let (tx, closed) = mpsc::channel();
+    struct Stopper(Manager, Sender<String>);
+    impl Application for Stopper {
+        fn recv_frame(&mut self, _: &mut Tendril, _: Bytes) -> Result<(), AppError> {
+            self.0.stop();
+            Ok(())
+        }
+        fn closed(&mut self, _: &Tendril, reason: &CloseReason) {
+            let _ = self.1.send(reason.to_string());
+        }
+    }
+    let m = manager.clone();
+    manager
+        .start(
+            move |_t: &mut Tendril| Ok(Stopper(m.clone(), tx.clone())),
+            WrapperChain::new(),
+        )
+        .unwrap();
+    let mut c = client(port_addr(&manager));
+    c.write_all(b"stop").unwrap();
+    assert_eq!(next_close(&closed), "closed locally");
+    // A second stop waits for the first to finish.
+    manager.stop();
+    assert!(!manager.running());
+    let mut rest = Vec::new();
+    assert_eq!(c.read_to_end(&mut rest).unwrap(), 0);
+}
+
+#[test]
+fn an_idle_timeout_is_driven_by_the_driver_clock() {
+    let manager = get_manager("tcp", "127.0.0.1:0").unwrap();
+    let mut config = Config::default();
+    config.idle_timeout = Some(Duration::from_millis(100));
+    manager.set_config(config);
+    let (tx, closed) = mpsc::channel();
+    manager
+        .start(
+            move |_t: &mut Tendril| {
+                Ok(Echo {
+                    seen: Shared::default(),
+                    closed_tx: Some(tx.clone()),
+                })
+            },
+            WrapperChain::new(),
+        )
+        .unwrap();
+    let mut c = client(port_addr(&manager));
+    assert_eq!(next_close(&closed), "idle timeout");
+    let mut rest = Vec::new();
+    assert_eq!(c.read_to_end(&mut rest).unwrap(), 0, "the client sees EOF");
+    manager.stop();
+}
+
+#[test]
+fn an_idle_udp_peer_is_closed_by_the_tracker_timer() {
+    let manager = get_manager("udp", "127.0.0.1:0").unwrap();
+    let mut config = Config::default();
+    config.idle_timeout = Some(Duration::from_millis(100));
+    manager.set_config(config);
+    let (tx, closed) = mpsc::channel();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let a = accepted.clone();
+    manager
+        .start(
+            move |_t: &mut Tendril| {
+                a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(Echo {
+                    seen: Shared::default(),
+                    closed_tx: Some(tx.clone()),
+                })
+            },
+            WrapperChain::new(),
+        )
+        .unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(GUARD)).unwrap();
+    client.connect(port_addr(&manager)).unwrap();
+    let mut buf = [0; 16];
+    client.send(b"hello").unwrap();
+    assert_eq!(client.recv(&mut buf).unwrap(), 5);
+    assert_eq!(next_close(&closed), "idle timeout");
+    // The peer left the table: its next datagram is a new peer for the acceptor.
+    client.send(b"again").unwrap();
+    assert_eq!(client.recv(&mut buf).unwrap(), 5);
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    manager.stop();
+    let last = next_close(&closed);
+    assert!(last == "closed locally" || last == "idle timeout", "{last}");
+}
+
+#[test]
+fn a_thousand_concurrent_connections() {
+    let (manager, seen, _closed) = line_echo("tcp", "127.0.0.1:0");
+    let addr = port_addr(&manager);
+    // Ten client threads hold a hundred connections each, all open at once.
+    let threads: Vec<_> = (0..10)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut conns = Vec::new();
+                for i in 0..100 {
+                    let mut c = client(addr);
+                    let line = format!("client {t}/{i}\r\n");
+                    c.write_all(line.as_bytes()).unwrap();
+                    conns.push((c, line));
+                }
+                for (c, line) in &mut conns {
+                    assert_eq!(read_exactly(c, line.len()), line.as_bytes());
+                }
+                conns
+            })
+        })
+        .collect();
+    let mut clients = Vec::new();
+    for t in threads {
+        clients.extend(t.join().unwrap());
+    }
+    assert_eq!(manager.tendrils().len(), 1000);
+    assert_eq!(seen.lock().unwrap().frames.len(), 1000);
+    drop(clients);
+    manager.stop();
+    assert!(manager.tendrils().is_empty());
+}
+
+/// A TCP client with a small receive buffer, so a peer's replies back up quickly.
+fn small_window_client(addr: SocketAddr) -> TcpStream {
+    use tendril_net::socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let c: TcpStream = socket.into();
+    c.set_read_timeout(Some(GUARD)).unwrap();
+    c.set_write_timeout(Some(GUARD)).unwrap();
+    c
+}
+
+#[test]
+fn back_pressure_against_a_slow_reader_bounds_the_queue() {
+    const REQUESTS: usize = 20_000;
+    const HIGH: usize = 64 * 1024;
+    let manager = get_manager("tcp", "127.0.0.1:0").unwrap();
+    let mut config = Config::default();
+    config.high_watermark = HIGH;
+    config.low_watermark = 16 * 1024;
+    manager.set_config(config);
+    let max_queued = Arc::new(Mutex::new(0usize));
+    let (full_tx, full) = mpsc::channel();
+    /// Answers every line with 1 KiB, records the largest outgoing queue, and says when the
+    /// queue first reached the high watermark.
+    struct Big(Arc<Mutex<usize>>, Option<Sender<()>>);
+    impl Application for Big {
+        fn recv_frame(&mut self, t: &mut Tendril, _: Bytes) -> Result<(), AppError> {
+            t.send_frame(Bytes::from(vec![b'x'; 1024]))?;
+            let queued = t.transmit_len();
+            let mut m = self.0.lock().unwrap();
+            *m = (*m).max(queued);
+            if queued >= HIGH {
+                if let Some(full) = self.1.take() {
+                    let _ = full.send(());
+                }
+            }
+            Ok(())
+        }
+    }
+    let mq = max_queued.clone();
+    let full_tx = Mutex::new(Some(full_tx));
+    manager
+        .start(
+            move |t: &mut Tendril| {
+                t.set_recv_framer(Line::crlf());
+                t.set_send_framer(Line::crlf());
+                Ok(Big(mq.clone(), full_tx.lock().unwrap().take()))
+            },
+            WrapperChain::new().chain(tendril_net::options::send_buffer_size(4096)),
+        )
+        .unwrap();
+    let mut c = small_window_client(port_addr(&manager));
+    // 20k requests (20 MiB of replies), written while nothing is read.
+    let mut writer = c.try_clone().unwrap();
+    let write = std::thread::spawn(move || writer.write_all(&b"r\r\n".repeat(REQUESTS)));
+    // The server's queue reached its high watermark: it stops taking requests ...
+    full.recv_timeout(GUARD).expect("the queue never filled up");
+    // ... and once everything is read, every reply arrived and the queue never grew past it.
+    let mut total = 0;
+    let mut buf = vec![0; 65536];
+    while total < REQUESTS * 1026 {
+        let n = c.read(&mut buf).expect("replies stopped coming");
+        assert!(n > 0, "the server closed after {total} bytes");
+        total += n;
+    }
+    write.join().unwrap().unwrap();
+    assert_eq!(total, REQUESTS * 1026);
+    let most = *max_queued.lock().unwrap();
+    assert!(most < HIGH + 2048, "queue grew to {most}");
+    manager.stop();
+}
+
+#[test]
+fn a_handle_send_waits_for_room_in_the_queue() {
+    const FRAMES: usize = 200;
+    const SIZE: usize = 16 * 1024;
+    const HIGH: usize = 64 * 1024;
+    let manager = get_manager("tcp", "127.0.0.1:0").unwrap();
+    let mut config = Config::default();
+    config.high_watermark = HIGH;
+    config.low_watermark = 16 * 1024;
+    manager.set_config(config);
+    let (opened_tx, opened) = mpsc::channel();
+    let opened_tx = Mutex::new(opened_tx);
+    /// Says "ready" on its first frame, then ignores input.
+    struct Quiet(Option<Sender<()>>);
+    impl Application for Quiet {
+        fn recv_frame(&mut self, _: &mut Tendril, _: Bytes) -> Result<(), AppError> {
+            if let Some(ready) = self.0.take() {
+                let _ = ready.send(());
+            }
+            Ok(())
+        }
+    }
+    manager
+        .start(
+            move |t: &mut Tendril| {
+                t.set_recv_framer(Line::crlf());
+                Ok(Quiet(Some(opened_tx.lock().unwrap().clone())))
+            },
+            WrapperChain::new().chain(tendril_net::options::send_buffer_size(4096)),
+        )
+        .unwrap();
+    let mut c = small_window_client(port_addr(&manager));
+    c.write_all(b"ready?\r\n").unwrap();
+    opened.recv_timeout(GUARD).unwrap();
+    let handle = manager.tendrils().pop().unwrap();
+    let most = Arc::new(Mutex::new(0usize));
+    let (progress_tx, progress) = mpsc::channel();
+    let (h, m) = (handle.clone(), most.clone());
+    let sender = std::thread::spawn(move || {
+        for i in 0..FRAMES {
+            h.send_frame(Bytes::from(vec![b'a' + (i % 26) as u8; SIZE]))
+                .unwrap();
+            let m = m.clone();
+            h.with(move |t| {
+                let mut most = m.lock().unwrap();
+                *most = (*most).max(t.transmit_len());
+            });
+            let _ = progress_tx.send(i);
+        }
+    });
+    // Some frames are queued while the client reads nothing ...
+    while progress.recv_timeout(GUARD).expect("no frame was queued") < 3 {}
+    // ... and then everything arrives, in order.
+    for i in 0..FRAMES {
+        let frame = read_exactly(&mut c, SIZE);
+        let letter = b'a' + (i % 26) as u8;
+        assert!(frame.iter().all(|&b| b == letter), "frame {i}");
+    }
+    sender.join().unwrap();
+    let most = *most.lock().unwrap();
+    assert!(most <= HIGH + SIZE, "queue grew to {most}");
+    manager.stop();
+}
+
+#[test]
+fn two_ephemeral_managers_and_a_listener_that_also_connects_out() {
+    let (a, seen_a, _ca) = line_echo("tcp", "127.0.0.1:0");
+    let (b, _seen_b, _cb) = line_echo("tcp", "127.0.0.1:0");
+    assert_ne!(port_addr(&a), port_addr(&b));
+    let (tx, replies) = mpsc::channel();
+    struct Client(Sender<Bytes>);
+    impl Application for Client {
+        fn recv_frame(&mut self, _: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+            let _ = self.0.send(frame);
+            Ok(())
+        }
+    }
+    // b, a listening manager, connects out to a, by name.
+    let handle = b
+        .connect(
+            &format!("localhost:{}", port_addr(&a).port()),
+            move |t: &mut Tendril| {
+                t.set_recv_framer(Line::crlf());
+                t.set_send_framer(Line::crlf());
+                Ok(Client(tx.clone()))
+            },
+            WrapperChain::new(),
+        )
+        .unwrap();
+    handle.send_frame(Bytes::from("from b")).unwrap();
+    assert_eq!(replies.recv_timeout(GUARD).unwrap(), "from b");
+    assert_eq!(seen_a.lock().unwrap().frames, ["from b"]);
+    assert!(b.find(handle.local_addr(), handle.remote_addr()).is_some());
+    assert_eq!(
+        handle.local_addr().ip().unwrap().ip(),
+        port_addr(&b).ip(),
+        "connects out from the manager's address"
+    );
+    // A handle works from another thread too.
+    let h2 = handle.clone();
+    assert!(
+        std::thread::spawn(move || h2.send_frame_nowait(Bytes::from("from a thread")))
+            .join()
+            .unwrap()
+    );
+    assert_eq!(replies.recv_timeout(GUARD).unwrap(), "from a thread");
+    handle.close();
+    a.stop();
+    b.stop();
+    assert!(handle.is_closed());
+}
+
+#[test]
+fn half_close_through_a_handle_still_receives_the_replies() {
+    /// Collects frames; reports its close.
+    struct Collect(Sender<Bytes>, Sender<String>);
+    impl Application for Collect {
+        fn recv_frame(&mut self, _: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+            let _ = self.0.send(frame);
+            Ok(())
+        }
+        fn closed(&mut self, _: &Tendril, reason: &CloseReason) {
+            let _ = self.1.send(reason.to_string());
+        }
+    }
+    let (server, _seen, server_closed) = line_echo("tcp", "127.0.0.1:0");
+    let client = get_manager("tcp", "").unwrap();
+    let (tx, replies) = mpsc::channel();
+    let (closed_tx, client_closed) = mpsc::channel();
+    let handle = client
+        .connect(
+            &port_addr(&server).to_string(),
+            move |t: &mut Tendril| {
+                t.set_recv_framer(Line::crlf());
+                t.set_send_framer(Line::crlf());
+                Ok(Collect(tx.clone(), closed_tx.clone()))
+            },
+            WrapperChain::new(),
+        )
+        .unwrap();
+    handle.send_frame(Bytes::from("last words")).unwrap();
+    assert!(handle.finish());
+    // The server sees EOF after the frame, answers it, and closes; the client reads it all.
+    assert_eq!(replies.recv_timeout(GUARD).unwrap(), "last words");
+    assert_eq!(next_close(&server_closed), "closed by the peer");
+    assert_eq!(next_close(&client_closed), "closed by the peer");
+    client.stop();
+    server.stop();
+}
+
+#[test]
+fn an_acceptor_keeps_the_current_handle_to_broadcast_to_every_member() {
+    use tendril_blocking::{current_handle, TendrilHandle};
+    type Members = Arc<Mutex<Vec<TendrilHandle>>>;
+    /// Sends every line it receives to every member, itself included.
+    struct Chat(Members);
+    impl Application for Chat {
+        fn recv_frame(&mut self, _: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+            // Not under the lock: a member's thread may want it while we wait for it.
+            let members = self.0.lock().unwrap().clone();
+            for member in members {
+                member.send_frame(frame.clone())?;
+            }
+            Ok(())
+        }
+    }
+    let members = Members::default();
+    let (joined_tx, joined) = mpsc::channel();
+    let list = members.clone();
+    let manager = get_manager("tcp", "127.0.0.1:0").unwrap();
+    manager
+        .start(
+            move |t: &mut Tendril| {
+                t.set_recv_framer(Line::crlf());
+                t.set_send_framer(Line::crlf());
+                let me = current_handle().expect("the acceptor's own handle");
+                assert!(me.send_frame(Bytes::from("welcome")).is_ok());
+                list.lock().unwrap().push(me);
+                let _ = joined_tx.send(());
+                Ok(Chat(list.clone()))
+            },
+            WrapperChain::new(),
+        )
+        .unwrap();
+    assert!(current_handle().is_none());
+    let mut a = client(port_addr(&manager));
+    let mut b = client(port_addr(&manager));
+    for _ in 0..2 {
+        joined.recv_timeout(GUARD).unwrap();
+    }
+    assert_eq!(read_exactly(&mut a, 9), b"welcome\r\n");
+    assert_eq!(read_exactly(&mut b, 9), b"welcome\r\n");
+    a.write_all(b"hi all\r\n").unwrap();
+    assert_eq!(read_exactly(&mut a, 8), b"hi all\r\n");
+    assert_eq!(read_exactly(&mut b, 8), b"hi all\r\n");
+    manager.stop();
+    assert!(members.lock().unwrap().iter().all(TendrilHandle::is_closed));
+}
+
+#[test]
+fn a_rejecting_acceptor_closes_only_that_connection() {
+    let manager = get_manager("tcp", "127.0.0.1:0").unwrap();
+    manager
+        .start(
+            |t: &mut Tendril| -> Result<Echo, Reject> {
+                let _ = t;
+                Err(Reject::new("not today"))
+            },
+            WrapperChain::new(),
+        )
+        .unwrap();
+    let mut c = client(port_addr(&manager));
+    let mut buf = Vec::new();
+    assert_eq!(c.read_to_end(&mut buf).unwrap(), 0);
+    assert!(manager.running());
+    assert!(manager.tendrils().is_empty());
+    manager.stop();
+}
+
+#[test]
+fn a_user_registered_protocol_is_found_by_name() {
+    use tendril_blocking::{Context, SharedAcceptor, TendrilHandle, Transport};
+
+    /// TCP under another name, restricted to IPv6: built only from the public API.
+    struct Tcp6;
+    impl Transport for Tcp6 {
+        fn proto(&self) -> tendril_core::Proto {
+            tendril_core::Proto::stream("tcp6")
+        }
+        fn listen(
+            &self,
+            ctx: Arc<Context>,
+            endpoint: String,
+            _wrapper: WrapperChain,
+            acceptor: SharedAcceptor,
+        ) -> std::io::Result<tendril_core::Addr> {
+            let listener = Arc::new(std::net::TcpListener::bind(&endpoint)?);
+            let local = listener.local_addr()?;
+            if !local.is_ipv6() {
+                return Err(std::io::Error::other("tcp6 needs an IPv6 endpoint"));
+            }
+            let wake = listener.clone();
+            ctx.on_stop(move || {
+                let _ =
+                    tendril_net::socket2::SockRef::from(&*wake).shutdown(std::net::Shutdown::Both);
+            });
+            let thread_ctx = ctx.clone();
+            ctx.spawn("tcp6-listen", move || loop {
+                let accepted = listener.accept();
+                if thread_ctx.is_stopping() {
+                    break;
+                }
+                if let Ok((stream, remote)) = accepted {
+                    let _ = tendril_blocking::spawn_stream(
+                        &thread_ctx,
+                        stream,
+                        local.into(),
+                        remote.into(),
+                        &acceptor,
+                    );
+                }
+            })?;
+            Ok(local.into())
+        }
+        fn connect(
+            &self,
+            _ctx: Arc<Context>,
+            _local: String,
+            _target: String,
+            _wrapper: WrapperChain,
+            _acceptor: SharedAcceptor,
+        ) -> std::io::Result<TendrilHandle> {
+            Err(std::io::Error::other("listen only"))
+        }
+    }
+    tendril_blocking::register("tcp6", Arc::new(Tcp6));
+    assert!(tendril_blocking::protocols().contains(&"tcp6".to_string()));
+    let (manager, seen, closed) = line_echo("tcp6", "[::1]:0");
+    assert_eq!(manager.proto().name(), "tcp6");
+    let mut c = client(port_addr(&manager));
+    c.write_all(b"six\r\n").unwrap();
+    assert_eq!(read_exactly(&mut c, 5), b"six\r\n");
+    assert_eq!(seen.lock().unwrap().frames, ["six"]);
+    manager.stop();
+    assert_eq!(next_close(&closed), "closed locally");
+    assert!(get_manager("nope", "").is_err());
+}
+
+mod tls {
+    use super::*;
+    use rustls::pki_types::{PrivateKeyDer, ServerName};
+    use rustls::{ClientConfig, RootCertStore, ServerConfig};
+    use tendril_core::tls::TlsLayer;
+
+    /// A self-signed "localhost" certificate: a server configuration and a client one that
+    /// trusts it.
+    fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
+    }
+
+    #[test]
+    fn frames_echo_through_tls_between_two_managers() {
+        let (server_config, client_config) = configs();
+        let server = get_manager("tcp", "127.0.0.1:0").unwrap();
+        let seen = Shared::default();
+        let (server_tx, server_closed) = mpsc::channel();
+        let s = seen.clone();
+        server
+            .start(
+                move |t: &mut Tendril| {
+                    t.wrap(TlsLayer::server(server_config.clone()).unwrap());
+                    t.set_recv_framer(Line::crlf());
+                    t.set_send_framer(Line::crlf());
+                    Ok(Echo {
+                        seen: s.clone(),
+                        closed_tx: Some(server_tx.clone()),
+                    })
+                },
+                WrapperChain::new(),
+            )
+            .unwrap();
+
+        let client = get_manager("tcp", "").unwrap();
+        let (tx, replies) = mpsc::channel();
+        let (client_tx, client_closed) = mpsc::channel();
+        struct Client(Sender<Bytes>, Sender<String>);
+        impl Application for Client {
+            fn recv_frame(&mut self, _: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+                let _ = self.0.send(frame);
+                Ok(())
+            }
+            fn closed(&mut self, _: &Tendril, reason: &CloseReason) {
+                let _ = self.1.send(reason.to_string());
+            }
+        }
+        let handle = client
+            .connect(
+                &format!("localhost:{}", port_addr(&server).port()),
+                move |t: &mut Tendril| {
+                    let name = ServerName::try_from("localhost").unwrap();
+                    t.wrap(TlsLayer::client(client_config.clone(), name).unwrap());
+                    t.set_recv_framer(Line::crlf());
+                    t.set_send_framer(Line::crlf());
+                    Ok(Client(tx.clone(), client_tx.clone()))
+                },
+                WrapperChain::new(),
+            )
+            .unwrap();
+        // Sent while the handshake runs: the layer holds it until the session is up.
+        handle.send_frame(Bytes::from("secret one")).unwrap();
+        handle.send_frame(Bytes::from("secret two")).unwrap();
+        assert_eq!(replies.recv_timeout(GUARD).unwrap(), "secret one");
+        assert_eq!(replies.recv_timeout(GUARD).unwrap(), "secret two");
+        assert_eq!(seen.lock().unwrap().frames, ["secret one", "secret two"]);
+        handle.close();
+        assert_eq!(client_closed.recv_timeout(GUARD).unwrap(), "closed locally");
+        assert_eq!(
+            server_closed.recv_timeout(GUARD).unwrap(),
+            "closed by the peer"
+        );
+        client.stop();
+        server.stop();
+    }
+}

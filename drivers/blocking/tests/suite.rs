@@ -1,0 +1,43 @@
+//! The driver-agnostic suite (`tendril-driver-suite`), run on the blocking driver.
+
+use std::io;
+use tendril_blocking::{get_manager, Manager};
+use tendril_core::Addr;
+use tendril_net::{lock, SharedAcceptor, WrapperChain};
+
+/// Plain threads: nothing to set up.
+#[derive(Default)]
+struct Blocking;
+
+impl tendril_driver_suite::Driver for Blocking {
+    fn start(
+        &self,
+        proto: &str,
+        endpoint: &str,
+        acceptor: SharedAcceptor,
+        wrapper: WrapperChain,
+    ) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
+        let manager = get_manager(proto, endpoint)?;
+        manager.start(move |t| (lock(&acceptor))(t), wrapper)?;
+        Ok(Box::new(Running(manager)))
+    }
+}
+
+/// A started manager.
+struct Running(Manager);
+
+impl tendril_driver_suite::Server for Running {
+    fn local_addr(&self) -> Addr {
+        self.0.local_addr().unwrap_or(Addr::Unnamed)
+    }
+
+    fn tendril_count(&self) -> usize {
+        self.0.tendrils().len()
+    }
+
+    fn stop(self: Box<Self>) {
+        self.0.stop();
+    }
+}
+
+tendril_driver_suite::driver_suite!(Blocking);
