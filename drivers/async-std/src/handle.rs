@@ -127,6 +127,11 @@ impl TendrilHandle {
         }
     }
 
+    /// Identifies this tendril among its manager's (clones share it).
+    pub(crate) fn key(&self) -> usize {
+        Arc::as_ptr(&self.info) as usize
+    }
+
     /// The transport protocol.
     pub fn proto(&self) -> Proto {
         self.info.proto

@@ -24,7 +24,8 @@ pub struct Context {
     pub(crate) epoch: Instant,
     running: AtomicBool,
     local: Mutex<Option<Addr>>,
-    tendrils: Mutex<HashMap<(Addr, Addr), TendrilHandle>>,
+    /// Live tendrils by handle identity: several may share an address pair (unnamed Unix peers).
+    tendrils: Mutex<HashMap<usize, TendrilHandle>>,
     cancel: Cancellation,
     tasks: Arc<TaskTracker>,
     spawner: Mutex<Spawner>,
@@ -101,8 +102,7 @@ impl Context {
     }
 
     pub(crate) fn register(&self, handle: &TendrilHandle) {
-        let key = (handle.local_addr().clone(), handle.remote_addr().clone());
-        lock(&self.tendrils).insert(key, handle.clone());
+        lock(&self.tendrils).insert(handle.key(), handle.clone());
         // Accepted while `stop()` was closing the others (it fires `cancel` before it takes its
         // list): close this one too, or `stop()` would wait for it until its timeout.
         if self.cancel.is_cancelled() {
@@ -112,11 +112,7 @@ impl Context {
 
     pub(crate) fn unregister(&self, handle: &TendrilHandle) {
         handle.mark_closed();
-        let key = (handle.local_addr().clone(), handle.remote_addr().clone());
-        let mut tendrils = lock(&self.tendrils);
-        if tendrils.get(&key).is_some_and(|h| h.is_closed()) {
-            tendrils.remove(&key);
-        }
+        lock(&self.tendrils).remove(&handle.key());
     }
 
     pub(crate) fn set_local(&self, addr: Addr) {
@@ -327,11 +323,14 @@ impl Manager {
 
     /// The live tendril at (local, remote), if any.
     pub fn find(&self, local: &Addr, remote: &Addr) -> Option<TendrilHandle> {
-        let tendrils = lock(&self.ctx.tendrils);
-        tendrils
-            .get(&(local.clone(), remote.clone()))
-            .or_else(|| tendrils.get(&(local.canonical(), remote.canonical())))
-            .filter(|h| !h.is_closed())
+        let (local, remote) = (local.canonical(), remote.canonical());
+        lock(&self.ctx.tendrils)
+            .values()
+            .find(|h| {
+                !h.is_closed()
+                    && h.local_addr().canonical() == local
+                    && h.remote_addr().canonical() == remote
+            })
             .cloned()
     }
 

@@ -131,27 +131,6 @@ fn bind(
     Ok((local, tx))
 }
 
-/// The local address replies from `remote` arrive on. On a wildcard-bound socket that is the
-/// address the system routes `remote` from, not `0.0.0.0`: the tracker keys peers by the
-/// address each datagram arrived on, so a peer tracked under the wildcard would never be
-/// matched by its replies.
-fn route_local(bound: SocketAddr, remote: SocketAddr) -> SocketAddr {
-    if !bound.ip().is_unspecified() {
-        return bound;
-    }
-    let probe = UdpSocket::bind(SocketAddr::new(bound.ip(), 0)).and_then(|probe| {
-        probe.connect(remote)?;
-        probe.local_addr()
-    });
-    match probe {
-        Ok(routed) => SocketAddr::new(routed.ip(), bound.port()),
-        Err(e) => {
-            tracing::debug!(%remote, error = %e, "no route to the peer; tracking it on the wildcard address");
-            bound
-        }
-    }
-}
-
 struct SocketThread {
     ctx: Arc<Context>,
     socket: Arc<UdpSocket>,
@@ -320,7 +299,7 @@ impl SocketThread {
             return;
         }
         let now = self.ctx.now();
-        let local: Addr = route_local(self.io.local_addr(), connect.remote).into();
+        let local: Addr = self.io.local_for(connect.remote).into();
         let remote: Addr = connect.remote.into();
         let acceptor = connect.acceptor;
         let id = match self

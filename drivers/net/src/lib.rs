@@ -285,6 +285,25 @@ impl UdpIo {
         self.local
     }
 
+    /// The local address replies from `remote` will arrive on. On a wildcard-bound socket that
+    /// is the address the system routes `remote` from, not `0.0.0.0`: trackers key peers by the
+    /// address each datagram arrived on, so a peer tracked under the wildcard would never be
+    /// matched by its replies.
+    pub fn local_for(&self, remote: SocketAddr) -> SocketAddr {
+        if !self.local.ip().is_unspecified() {
+            return self.local;
+        }
+        let probe =
+            std::net::UdpSocket::bind(SocketAddr::new(self.local.ip(), 0)).and_then(|probe| {
+                probe.connect(remote)?;
+                probe.local_addr()
+            });
+        match probe {
+            Ok(routed) => SocketAddr::new(routed.ip(), self.local.port()),
+            Err(_) => self.local,
+        }
+    }
+
     /// The buffer size that holds one receive call's datagrams (GRO may coalesce several).
     pub fn buffer_size(&self) -> usize {
         MAX_DATAGRAM * self.state.gro_segments().max(1)

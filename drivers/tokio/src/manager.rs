@@ -22,7 +22,8 @@ pub struct Context {
     pub(crate) epoch: Instant,
     running: AtomicBool,
     local: Mutex<Option<Addr>>,
-    tendrils: Mutex<HashMap<(Addr, Addr), TendrilHandle>>,
+    /// Live tendrils by handle identity: several may share an address pair (unnamed Unix peers).
+    tendrils: Mutex<HashMap<usize, TendrilHandle>>,
     pub(crate) cancel: CancellationToken,
     pub(crate) tasks: TaskTracker,
     pub(crate) config: Mutex<Config>,
@@ -95,17 +96,12 @@ impl Context {
     }
 
     pub(crate) fn register(&self, handle: &TendrilHandle) {
-        let key = (handle.local_addr().clone(), handle.remote_addr().clone());
-        lock(&self.tendrils).insert(key, handle.clone());
+        lock(&self.tendrils).insert(handle.key(), handle.clone());
     }
 
     pub(crate) fn unregister(&self, handle: &TendrilHandle) {
         handle.mark_closed();
-        let key = (handle.local_addr().clone(), handle.remote_addr().clone());
-        let mut tendrils = lock(&self.tendrils);
-        if tendrils.get(&key).is_some_and(|h| h.is_closed()) {
-            tendrils.remove(&key);
-        }
+        lock(&self.tendrils).remove(&handle.key());
     }
 
     pub(crate) fn set_local(&self, addr: Addr) {
@@ -294,11 +290,14 @@ impl Manager {
 
     /// The live tendril at (local, remote), if any.
     pub fn find(&self, local: &Addr, remote: &Addr) -> Option<TendrilHandle> {
-        let tendrils = lock(&self.ctx.tendrils);
-        tendrils
-            .get(&(local.clone(), remote.clone()))
-            .or_else(|| tendrils.get(&(local.canonical(), remote.canonical())))
-            .filter(|h| !h.is_closed())
+        let (local, remote) = (local.canonical(), remote.canonical());
+        lock(&self.ctx.tendrils)
+            .values()
+            .find(|h| {
+                !h.is_closed()
+                    && h.local_addr().canonical() == local
+                    && h.remote_addr().canonical() == remote
+            })
             .cloned()
     }
 

@@ -203,7 +203,7 @@ impl SocketTask {
 
     fn connect(&mut self, connect: Connect) {
         let now = self.ctx.now();
-        let local: Addr = self.io.local_addr().into();
+        let local: Addr = self.io.local_for(connect.remote).into();
         let remote: Addr = connect.remote.into();
         let acceptor = connect.acceptor;
         let id = match self

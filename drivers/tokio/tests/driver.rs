@@ -524,3 +524,68 @@ async fn a_user_registered_protocol_is_found_by_name() {
     manager.stop().await;
     assert!(get_manager("nope", "").is_err());
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn unnamed_unix_clients_are_all_tracked_and_stop_returns() {
+    let dir = std::env::temp_dir().join(format!("tendril-unix2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("two.sock");
+    let (manager, _seen, _closed) = line_echo("unix", path.to_str().unwrap()).await;
+    let mut clients = Vec::new();
+    for i in 0..2 {
+        let mut c = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let line = format!("client {i}\r\n");
+        c.write_all(line.as_bytes()).await.unwrap();
+        let mut buf = vec![0; line.len()];
+        tokio::time::timeout(Duration::from_secs(10), c.read_exact(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        clients.push(c);
+    }
+    assert_eq!(manager.tendrils().len(), 2, "both share (path, unnamed)");
+    tokio::time::timeout(Duration::from_secs(10), manager.stop())
+        .await
+        .expect("stop() returned");
+}
+
+#[tokio::test]
+async fn a_connect_only_udp_manager_gets_its_replies() {
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let manager = get_manager("udp", "").unwrap();
+    let (tx, mut replies) = mpsc::unbounded_channel();
+    struct Client(mpsc::UnboundedSender<Bytes>);
+    impl Application for Client {
+        fn recv_frame(&mut self, _: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+            let _ = self.0.send(frame);
+            Ok(())
+        }
+    }
+    let handle = manager
+        .connect(
+            &peer.local_addr().unwrap().to_string(),
+            move |_t: &mut Tendril| Ok(Client(tx.clone())),
+            WrapperChain::new(),
+        )
+        .await
+        .unwrap();
+    handle.send_frame(Bytes::from("ping")).await.unwrap();
+    // The peer answers whoever pinged it, from its own address.
+    let got = tokio::task::spawn_blocking(move || {
+        let mut buf = [0; 16];
+        let (n, from) = peer.recv_from(&mut buf).unwrap();
+        peer.send_to(b"pong", from).unwrap();
+        buf[..n].to_vec()
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, b"ping");
+    let reply = tokio::time::timeout(Duration::from_secs(10), replies.recv())
+        .await
+        .expect("the reply reached the tendril");
+    assert_eq!(reply.unwrap(), "pong");
+    manager.stop().await;
+}
