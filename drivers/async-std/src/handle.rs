@@ -38,6 +38,24 @@ impl std::error::Error for SendFailed {
 
 pub(crate) type Reply = oneshot::Sender<Result<(), SendFailed>>;
 
+thread_local! {
+    static CURRENT: std::cell::RefCell<Option<TendrilHandle>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` (an acceptor) with `handle` as the [`current_handle`].
+pub(crate) fn with_current<R>(handle: &TendrilHandle, f: impl FnOnce() -> R) -> R {
+    let previous = CURRENT.with(|c| c.replace(Some(handle.clone())));
+    let result = f();
+    CURRENT.with(|c| *c.borrow_mut() = previous);
+    result
+}
+
+/// The handle of the stream tendril whose acceptor is running, so an acceptor can keep a way
+/// to reach its connection later. `None` outside an acceptor.
+pub fn current_handle() -> Option<TendrilHandle> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
 /// What a handle asks of its connection's task.
 pub(crate) enum Command {
     /// Send a frame; reply once the frame is queued (waiting while the queue is full).
@@ -193,6 +211,16 @@ impl TendrilHandle {
     /// Wrap the byte stream in a layer (e.g. TLS).
     pub fn wrap<L: Layer + 'static>(&self, layer: L) -> bool {
         self.with(move |t| t.wrap(layer))
+    }
+
+    pub(crate) fn send_with_reply(&self, frame: Bytes, reply: Reply) -> bool {
+        self.command(Command::Send(frame, Some(reply)))
+    }
+
+    /// Half-close: send what is queued, then FIN; keep receiving until the peer closes
+    /// (see [`Tendril::finish`]).
+    pub fn finish(&self) -> bool {
+        self.with(Tendril::finish)
     }
 
     /// Close gracefully: what was queued before reaches the peer first.

@@ -58,6 +58,7 @@
 //! }
 //! ```
 
+mod framed;
 mod handle;
 mod logged;
 mod manager;
@@ -67,7 +68,8 @@ mod stream;
 mod udp;
 
 pub use async_io;
-pub use handle::{SendFailed, TendrilHandle};
+pub use framed::{FramedTendril, Incoming};
+pub use handle::{current_handle, SendFailed, TendrilHandle};
 pub use manager::{acceptor, get_manager, Acceptor, BoxApp, Context, Manager, SharedAcceptor};
 pub use registry::{protocols, register, Transport};
 pub use spawn::{Cancellation, Spawner};

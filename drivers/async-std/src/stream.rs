@@ -145,9 +145,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut tendril = ctx.new_tendril(local.clone(), remote.clone());
-    let app = (lock(acceptor))(&mut tendril)?;
     let (tx, rx) = mpsc::unbounded();
     let handle = TendrilHandle::new(Route::Stream(tx), ctx.proto, local, remote.clone());
+    let app = crate::handle::with_current(&handle, || (lock(acceptor))(&mut tendril))?;
     ctx.register(&handle);
     let span = tracing::info_span!("tendril", proto = %ctx.proto, peer = %remote);
     let guard = Unregister {

@@ -33,11 +33,15 @@ struct Forward {
 impl Application for Forward {
     fn recv_frame(&mut self, t: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
         if let Some(tx) = &self.tx {
-            if tx.send(frame).is_ok()
-                && self.shared.queued.fetch_add(1, Ordering::AcqRel) + 1 >= QUEUE
-            {
+            // Count and mark the pause before the frame is visible, so the consumer, whenever
+            // it takes this frame, sees both (and resumes delivery once it caught up).
+            let queued = self.shared.queued.fetch_add(1, Ordering::AcqRel) + 1;
+            if queued >= QUEUE {
                 self.shared.paused.store(true, Ordering::Release);
                 t.pause_recv(true);
+            }
+            if tx.send(frame).is_err() {
+                self.shared.queued.fetch_sub(1, Ordering::AcqRel);
             }
         }
         Ok(())
