@@ -430,6 +430,59 @@ fn bytes_arriving_after_the_close_began_are_not_kept() {
     assert_eq!(t.heap_bytes(), 0);
 }
 
+/// DATA with a size limit: an oversized body is skipped to its end, answered 552 in order, and
+/// the session goes on with the command pipelined behind it.
+struct SizedData {
+    log: Vec<String>,
+}
+
+impl Application for SizedData {
+    fn recv_frame(&mut self, t: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+        let text = String::from_utf8_lossy(&frame).into_owned();
+        if text == "DATA" {
+            t.set_recv_framer(
+                Delimiter::new(b"\r\n.\r\n")?
+                    .max_length(10)
+                    .discard_oversized(true),
+            );
+            t.send_frame("354".into())?;
+        } else if self.log.last().is_some_and(|l| l == "DATA") {
+            t.set_recv_framer(Line::crlf());
+            t.send_frame("250".into())?;
+        } else {
+            t.send_frame(Bytes::from(format!("250 {text}")))?;
+        }
+        self.log.push(text);
+        Ok(())
+    }
+
+    fn event(&mut self, t: &mut Tendril, event: &Event) {
+        if let Event::FrameSkipped(_) = event {
+            t.set_recv_framer(Line::crlf());
+            let _ = t.send_frame("552 too big".into());
+            self.log.push("skipped".into());
+        }
+    }
+}
+
+#[test]
+fn a_skipped_oversized_frame_is_reported_at_its_end_and_in_order() {
+    for chunk in [usize::MAX, 7, 1] {
+        let mut t = line();
+        let mut app = SizedData { log: vec![] };
+        let input = b"DATA\r\nthis body is far too long\r\n.\r\nRSET\r\n";
+        for piece in input.chunks(chunk.min(input.len())) {
+            t.handle_data(T0, piece);
+            t.dispatch(&mut app);
+        }
+        assert_eq!(app.log, ["DATA", "skipped", "RSET"], "chunk {chunk}");
+        assert_eq!(
+            t.transmit().take_all(),
+            "354\r\n552 too big\r\n250 RSET\r\n"
+        );
+    }
+}
+
 #[test]
 fn the_core_never_reads_a_clock() {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");

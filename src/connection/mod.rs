@@ -550,7 +550,11 @@ impl<In, Out> Tendril<In, Out> {
                     }
                     return None;
                 }
-                Err(e) if e.is_recoverable() => self.events.push_back(Event::FrameSkipped(e)),
+                Err(e) if e.is_recoverable() => {
+                    // Hand the event over before the next frame, so replies stay in order.
+                    self.events.push_back(Event::FrameSkipped(e));
+                    return None;
+                }
                 Err(e) if self.proto.is_datagram() => {
                     // One bad datagram does not end the peer: drop it and report.
                     self.recv_buf.clear();

@@ -14,7 +14,8 @@ use crate::{FrameError, Framer, Outgoing};
 ///
 /// Limits: frames of at most [`max_length`](Self::max_length) decoded bytes, 64 KiB by default;
 /// over it [`FrameError::TooLong`], or with [`discard_oversized`](Self::discard_oversized) the
-/// frame is dropped up to the next `0x00` and decoding goes on. A code byte that runs past the
+/// frame is dropped up to the next `0x00` and decoding goes on (the `resynced` error comes once
+/// the dropped frame has ended). A code byte that runs past the
 /// delimiter is [`FrameError::CobsOverrun`] (the original silently returned a short frame).
 /// Standard frames are decoded in place; ZPE frames are decoded in place unless zero pairs make
 /// the frame longer than its encoding so far.
@@ -204,16 +205,14 @@ impl Framer for Cobs {
 
     fn frameify(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         if self.discarding {
-            match memchr::memchr(0, buf) {
-                Some(at) => {
-                    buf.advance(at + 1);
-                    self.discarding = false;
-                }
-                None => {
-                    buf.clear();
-                    return Ok(None);
-                }
-            }
+            // Reported when the skipped frame has ended, so the application answers it in order.
+            let Some(at) = memchr::memchr(0, buf) else {
+                buf.clear();
+                return Ok(None);
+            };
+            buf.advance(at + 1);
+            self.discarding = false;
+            return Err(self.too_long(true));
         }
         let Some(found) = memchr::memchr(0, &buf[self.scanned..]) else {
             self.scanned = buf.len();
@@ -224,7 +223,6 @@ impl Framer for Cobs {
                 buf.clear();
                 self.scanned = 0;
                 self.discarding = true;
-                return Err(self.too_long(true));
             }
             return Ok(None);
         };
@@ -256,7 +254,9 @@ impl Framer for Cobs {
         }
         self.scanned = 0;
         if core::mem::take(&mut self.discarding) {
+            // The input ended inside the frame being skipped.
             buf.clear();
+            return Err(self.too_long(true));
         }
         if buf.is_empty() {
             return Ok(None);

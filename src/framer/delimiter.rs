@@ -13,7 +13,8 @@ use crate::{ConfigError, FrameError, Framer, Outgoing};
 /// Limits: frames (without the delimiter) of at most [`max_length`](Self::max_length) bytes,
 /// 64 KiB by default. Over it: [`FrameError::TooLong`], or with
 /// [`discard_oversized`](Self::discard_oversized) the frame is skipped up to the next delimiter
-/// and decoding goes on (the error says `resynced`). At the end of input the last, unterminated
+/// and decoding goes on (the error says `resynced` and comes once the skipped frame has
+/// ended, so replies stay in order). At the end of input the last, unterminated
 /// frame is returned as a frame (like `tokio_util`'s `AnyDelimiterCodec`). `streamify` refuses a
 /// frame that contains the delimiter, since it would arrive as two.
 ///
@@ -191,16 +192,14 @@ impl Scanner {
     ) -> Result<Option<Bytes>, FrameError> {
         let carry = rule.len - 1;
         if self.discarding {
-            match find(buf) {
-                Some(pos) => {
-                    buf.advance(pos + rule.len);
-                    self.discarding = false;
-                }
-                None => {
-                    buf.advance(buf.len().saturating_sub(carry));
-                    return Ok(None);
-                }
-            }
+            // Reported when the skipped frame has ended, so the application answers it in order.
+            let Some(pos) = find(buf) else {
+                buf.advance(buf.len().saturating_sub(carry));
+                return Ok(None);
+            };
+            buf.advance(pos + rule.len);
+            self.discarding = false;
+            return Err(self.too_long(rule.what, true));
         }
         let Some(found) = find(&buf[self.scanned..]) else {
             self.scanned = buf.len().saturating_sub(carry);
@@ -211,7 +210,6 @@ impl Scanner {
                 buf.advance(buf.len() - carry);
                 self.scanned = 0;
                 self.discarding = true;
-                return Err(self.too_long(rule.what, true));
             }
             return Ok(None);
         };
@@ -244,9 +242,10 @@ impl Scanner {
     ) -> Result<Option<Bytes>, FrameError> {
         self.scanned = 0;
         if self.discarding {
+            // The input ended inside the frame being skipped.
             self.discarding = false;
             buf.clear();
-            return Ok(None);
+            return Err(self.too_long(what, true));
         }
         if buf.is_empty() {
             return Ok(None);

@@ -12,7 +12,8 @@ use crate::{FrameError, Framer, Outgoing};
 /// Limits: lines (without the terminator) of at most [`max_length`](Self::max_length) bytes,
 /// 8 KiB by default; over it [`FrameError::TooLong`], or with
 /// [`discard_oversized`](Self::discard_oversized) the line is skipped up to the next `\n` and
-/// decoding goes on. At the end of input an unterminated last line is returned as a frame (like
+/// decoding goes on (the error, marked `resynced`, comes once the skipped line has
+/// ended, so replies stay in order). At the end of input an unterminated last line is returned as a frame (like
 /// `tokio_util`'s `LinesCodec`). `streamify` refuses a frame that contains `\n`.
 ///
 /// ```

@@ -150,16 +150,14 @@ impl Framer for Stuffing {
     fn frameify(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         let carry = self.marker_len() - 1;
         if self.discarding {
-            match self.end.find(buf) {
-                Some(at) => {
-                    buf.advance(at + self.marker_len());
-                    self.discarding = false;
-                }
-                None => {
-                    buf.advance(buf.len().saturating_sub(carry));
-                    return Ok(None);
-                }
-            }
+            // Reported when the skipped frame has ended, so the application answers it in order.
+            let Some(at) = self.end.find(buf) else {
+                buf.advance(buf.len().saturating_sub(carry));
+                return Ok(None);
+            };
+            buf.advance(at + self.marker_len());
+            self.discarding = false;
+            return Err(self.too_long(true));
         }
         if !self.in_frame {
             match self.start.find(buf) {
@@ -185,7 +183,6 @@ impl Framer for Stuffing {
                 self.in_frame = false;
                 self.discarding = true;
                 self.scanned = 0;
-                return Err(self.too_long(true));
             }
             return Ok(None);
         };
@@ -206,10 +203,14 @@ impl Framer for Stuffing {
             return Ok(Some(frame));
         }
         let in_frame = core::mem::replace(&mut self.in_frame, false);
-        self.discarding = false;
+        let discarding = core::mem::take(&mut self.discarding);
         self.scanned = 0;
         let buffered = buf.len();
         buf.clear();
+        if discarding {
+            // The input ended inside the frame being skipped.
+            return Err(self.too_long(true));
+        }
         if in_frame {
             return Err(FrameError::Truncated {
                 what: "stuffed frame",
