@@ -5,53 +5,13 @@ use futures::channel::{mpsc, oneshot};
 use futures::{Sink, Stream};
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
-use tendril_core::{AppError, Application, CloseReason, Reject, Tendril};
-use tendril_net::WrapperChain;
+use tendril_core::{Reject, Tendril};
+use tendril_net::{framed, WrapperChain};
 
 use crate::handle::{current_handle, SendFailed};
 use crate::{Manager, TendrilHandle};
-
-/// Frames waiting for the consumer before the connection stops reading.
-const QUEUE: usize = 64;
-
-/// What the application side and the stream side share.
-struct Shared {
-    queued: AtomicUsize,
-    paused: AtomicBool,
-    reason: Mutex<Option<String>>,
-}
-
-/// Forwards frames to a [`FramedTendril`]; pauses the connection when the consumer lags.
-struct Forward {
-    tx: Option<mpsc::UnboundedSender<Bytes>>,
-    shared: Arc<Shared>,
-}
-
-impl Application for Forward {
-    fn recv_frame(&mut self, t: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
-        if let Some(tx) = &self.tx {
-            // Count and mark the pause before the frame is visible, so the consumer, whenever
-            // it takes this frame, sees both (and resumes delivery once it caught up).
-            let queued = self.shared.queued.fetch_add(1, Ordering::AcqRel) + 1;
-            if queued >= QUEUE {
-                self.shared.paused.store(true, Ordering::Release);
-                t.pause_recv(true);
-            }
-            if tx.unbounded_send(frame).is_err() {
-                self.shared.queued.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-        Ok(())
-    }
-
-    fn closed(&mut self, _: &Tendril, reason: &CloseReason) {
-        *self.shared.reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
-        self.tx = None;
-    }
-}
 
 /// One connection as a [`Stream`] of received frames and a [`Sink`] of frames to send.
 ///
@@ -79,8 +39,7 @@ impl Application for Forward {
 /// ```
 pub struct FramedTendril {
     handle: TendrilHandle,
-    rx: mpsc::UnboundedReceiver<Bytes>,
-    shared: Arc<Shared>,
+    frames: framed::Frames,
     in_flight: Option<oneshot::Receiver<Result<(), SendFailed>>>,
 }
 
@@ -92,20 +51,6 @@ impl std::fmt::Debug for FramedTendril {
     }
 }
 
-fn forward() -> (Forward, mpsc::UnboundedReceiver<Bytes>, Arc<Shared>) {
-    let (tx, rx) = mpsc::unbounded();
-    let shared = Arc::new(Shared {
-        queued: AtomicUsize::new(0),
-        paused: AtomicBool::new(false),
-        reason: Mutex::new(None),
-    });
-    let app = Forward {
-        tx: Some(tx),
-        shared: shared.clone(),
-    };
-    (app, rx, shared)
-}
-
 impl FramedTendril {
     /// The handle, for framer switches, wrapping and closing.
     pub fn handle(&self) -> &TendrilHandle {
@@ -114,11 +59,7 @@ impl FramedTendril {
 
     /// Why the connection closed, once it has.
     pub fn close_reason(&self) -> Option<String> {
-        self.shared
-            .reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.frames.close_reason()
     }
 
     fn poll_in_flight(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), SendFailed>> {
@@ -140,14 +81,12 @@ impl Stream for FramedTendril {
     type Item = Bytes;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Bytes>> {
-        let item = Pin::new(&mut self.rx).poll_next(cx);
-        if let Poll::Ready(Some(_)) = item {
-            let left = self.shared.queued.fetch_sub(1, Ordering::AcqRel) - 1;
-            if left <= QUEUE / 2 && self.shared.paused.swap(false, Ordering::AcqRel) {
-                self.handle.with(|t| t.pause_recv(false));
-            }
-        }
-        item
+        let this = &mut *self;
+        let handle = &this.handle;
+        this.frames.poll_next(cx, || {
+            // If the connection is gone there is nothing to resume.
+            let _ = handle.with(|t| t.pause_recv(false));
+        })
     }
 }
 
@@ -225,22 +164,21 @@ impl Manager {
                     if let Some(setup) = setup.take() {
                         setup(t)?;
                     }
-                    let (app, rx, shared) = forward();
-                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some((rx, shared));
+                    let (app, frames) = framed::channel();
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(frames);
                     Ok(app)
                 },
                 WrapperChain::new(),
             )
             .await?;
-        let (rx, shared) = parts
+        let frames = parts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
             .ok_or_else(|| io::Error::other("the connection was set up without its channel"))?;
         Ok(FramedTendril {
             handle,
-            rx,
-            shared,
+            frames,
             in_flight: None,
         })
     }
@@ -257,11 +195,10 @@ impl Manager {
                 setup(t)?;
                 let handle = current_handle()
                     .ok_or_else(|| Reject::new("framed listening needs a stream protocol"))?;
-                let (app, frames, shared) = forward();
+                let (app, frames) = framed::channel();
                 let framed = FramedTendril {
                     handle,
-                    rx: frames,
-                    shared,
+                    frames,
                     in_flight: None,
                 };
                 tx.unbounded_send(framed)
