@@ -432,18 +432,25 @@ impl<In, Out> Tendril<In, Out> {
     /// framer sees its end as the end of input. A datagram the driver had to cut short
     /// (`truncated`) is dropped and reported as [`Event::DatagramTruncated`].
     pub fn handle_datagram(&mut self, now: Duration, datagram: &[u8], truncated: bool) {
+        if self.accept_datagram(now, datagram.len(), truncated) {
+            self.recv_buf.extend_from_slice(datagram);
+        }
+    }
+
+    /// Shared by the datagram inputs: `true` if the datagram is to be framed.
+    fn accept_datagram(&mut self, now: Duration, len: usize, truncated: bool) -> bool {
         self.now = now;
         if self.state != State::Open {
-            return;
+            return false;
         }
         self.last_received = now;
-        self.stats.bytes_received += datagram.len() as u64;
+        self.stats.bytes_received += len as u64;
         if truncated {
             self.events.push_back(Event::DatagramTruncated);
-            return;
+            return false;
         }
-        self.recv_buf.extend_from_slice(datagram);
         self.eof = true;
+        true
     }
 
     /// The peer ended its stream. Frames still buffered are delivered (with
@@ -688,6 +695,12 @@ impl<In, Out> Tendril<In, Out> {
             self.recv_buf = BytesMut::new();
         }
         self.out.shrink();
+        if self.datagrams.is_empty() {
+            self.datagrams = VecDeque::new();
+        }
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
         for slot in &mut self.layers {
             if slot.recv_in.is_empty() {
                 slot.recv_in = BytesMut::new();
