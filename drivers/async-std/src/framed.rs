@@ -102,7 +102,10 @@ impl Sink<Bytes> for FramedTendril {
 
     fn start_send(mut self: Pin<&mut Self>, frame: Bytes) -> Result<(), SendFailed> {
         let (tx, rx) = oneshot::channel();
-        if !self.handle.send_with_reply(frame, tx) {
+        let reply: crate::handle::Reply = Box::new(move |result| {
+            let _ = tx.send(result);
+        });
+        if !self.handle.send_with_reply(frame, reply) {
             return Err(SendFailed::Closed);
         }
         self.in_flight = Some(rx);

@@ -8,35 +8,8 @@ use std::sync::Arc;
 use tendril_core::tracker::ConnId;
 use tendril_core::{Addr, Framer, Layer, Proto, Tendril};
 
-/// Why a frame sent through a [`TendrilHandle`] was not taken.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum SendFailed {
-    /// The connection is closing or closed.
-    Closed,
-    /// The send framer cannot encode the frame.
-    Frame(tendril_core::FrameError),
-}
-
-impl fmt::Display for SendFailed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SendFailed::Closed => f.write_str("the tendril is closed"),
-            SendFailed::Frame(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for SendFailed {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            SendFailed::Frame(e) => Some(e),
-            SendFailed::Closed => None,
-        }
-    }
-}
-
-pub(crate) type Reply = oneshot::Sender<Result<(), SendFailed>>;
+pub use tendril_net::command::SendFailed;
+pub(crate) use tendril_net::command::{Command, Reply};
 
 thread_local! {
     static CURRENT: std::cell::RefCell<Option<TendrilHandle>> = const { std::cell::RefCell::new(None) };
@@ -54,16 +27,6 @@ pub(crate) fn with_current<R>(handle: &TendrilHandle, f: impl FnOnce() -> R) -> 
 /// to reach its connection later. `None` outside an acceptor.
 pub fn current_handle() -> Option<TendrilHandle> {
     CURRENT.with(|c| c.borrow().clone())
-}
-
-/// What a handle asks of its connection's task.
-pub(crate) enum Command {
-    /// Send a frame; reply once the frame is queued (waiting while the queue is full).
-    Send(Bytes, Option<Reply>),
-    /// Run a closure on the tendril (switch framers, wrap, …).
-    With(Box<dyn FnOnce(&mut Tendril) + Send>),
-    Close,
-    Abort,
 }
 
 #[derive(Clone)]
@@ -174,7 +137,10 @@ impl TendrilHandle {
     /// watermark this waits (back-pressure).
     pub async fn send_frame(&self, frame: Bytes) -> Result<(), SendFailed> {
         let (tx, rx) = oneshot::channel();
-        if !self.command(Command::Send(frame, Some(tx))) {
+        let reply: Reply = Box::new(move |result| {
+            let _ = tx.send(result);
+        });
+        if !self.command(Command::Send(frame, Some(reply))) {
             return Err(SendFailed::Closed);
         }
         rx.await.unwrap_or(Err(SendFailed::Closed))

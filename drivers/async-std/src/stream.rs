@@ -1,12 +1,11 @@
 //! Stream connections (TCP, Unix): one task per connection moves bytes and time.
 
 use async_io::{Async, Timer};
-use bytes::{Buf, Bytes};
+use bytes::Buf;
 use futures::channel::mpsc;
 use futures::future::BoxFuture;
 use futures::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use futures::StreamExt;
-use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -15,15 +14,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
-use tendril_core::{Addr, Reject, SendError, Tendril};
+use tendril_core::{Addr, Reject, Tendril};
 use tendril_net::WrapperChain;
 use tracing::Instrument;
 
-use crate::handle::{Command, Reply, Route, SendFailed};
+use crate::handle::{Command, Route};
 use crate::logged::Logged;
 use crate::manager::{lock, Context, SharedAcceptor};
 use crate::registry::Transport;
 use crate::TendrilHandle;
+use tendril_net::command::Waiting;
 
 /// The most buffers one vectored write hands to the kernel.
 const MAX_IOVECS: usize = 64;
@@ -165,61 +165,6 @@ where
     Ok(handle)
 }
 
-/// Applies handle commands; frames refused while the queue is full wait in `waiting`.
-fn apply(tendril: &mut Tendril, command: Command, waiting: &mut VecDeque<(Bytes, Option<Reply>)>) {
-    match command {
-        Command::Send(frame, reply) => {
-            if waiting.is_empty() {
-                send(tendril, frame, reply, waiting);
-            } else {
-                waiting.push_back((frame, reply));
-            }
-        }
-        Command::With(f) => f(tendril),
-        Command::Close => tendril.close(),
-        Command::Abort => tendril.abort(),
-    }
-}
-
-fn send(
-    tendril: &mut Tendril,
-    frame: Bytes,
-    reply: Option<Reply>,
-    waiting: &mut VecDeque<(Bytes, Option<Reply>)>,
-) {
-    let result = match tendril.send_frame(frame) {
-        Ok(()) => Ok(()),
-        Err(SendError::Full(frame)) => {
-            waiting.push_front((frame, reply));
-            return;
-        }
-        Err(SendError::Frame(e)) => Err(SendFailed::Frame(e)),
-        Err(_) => Err(SendFailed::Closed),
-    };
-    if let Some(reply) = reply {
-        let _ = reply.send(result);
-    }
-}
-
-/// Retry frames that waited for room in the queue.
-fn retry(tendril: &mut Tendril, waiting: &mut VecDeque<(Bytes, Option<Reply>)>) {
-    while tendril.is_writable() || tendril.is_closed() {
-        let Some((frame, reply)) = waiting.pop_front() else {
-            return;
-        };
-        send(tendril, frame, reply, waiting);
-        if tendril.is_closed() {
-            for (_, reply) in waiting.drain(..) {
-                if let Some(reply) = reply {
-                    let _ = reply.send(Err(SendFailed::Closed));
-                }
-            }
-            return;
-        }
-    }
-}
-
-/// One vectored write of the queued bytes; `advance`s the queue by what the socket took.
 fn poll_write_queued<S: AsyncWrite + Unpin>(
     stream: &mut S,
     cx: &mut TaskContext<'_>,
@@ -266,12 +211,12 @@ async fn run<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut waiting = VecDeque::new();
+    let mut waiting = Waiting::default();
     let mut commands_open = true;
     let mut timer = Timer::never();
     let mut armed: Option<Duration> = None;
     loop {
-        retry(&mut tendril, &mut waiting);
+        waiting.retry(&mut tendril);
         tendril.dispatch(&mut app);
         if tendril.wants_shutdown() {
             if let Err(e) = stream.close().await {
@@ -281,7 +226,7 @@ async fn run<S>(
             tendril.dispatch(&mut app);
         }
         if tendril.is_closed() {
-            retry(&mut tendril, &mut waiting);
+            waiting.retry(&mut tendril);
             break;
         }
         let deadline = tendril.poll_timeout();
@@ -296,7 +241,7 @@ async fn run<S>(
             while commands_open {
                 match commands.poll_next_unpin(cx) {
                     Poll::Ready(Some(command)) => {
-                        apply(&mut tendril, command, &mut waiting);
+                        waiting.apply(&mut tendril, command);
                         ready = true;
                     }
                     Poll::Ready(None) => commands_open = false,

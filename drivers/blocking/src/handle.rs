@@ -4,7 +4,7 @@ use bytes::Bytes;
 use std::cell::RefCell;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Sender, SyncSender};
+use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, OnceLock};
 use std::thread::{self, ThreadId};
 use tendril_core::tracker::ConnId;
@@ -13,33 +13,8 @@ use tendril_core::{Addr, Framer, Layer, Proto, Tendril};
 use crate::stream::StreamMsg;
 use crate::udp::UdpMsg;
 
-/// Why a frame sent through a [`TendrilHandle`] was not taken.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum SendFailed {
-    /// The connection is closing or closed.
-    Closed,
-    /// The send framer cannot encode the frame.
-    Frame(tendril_core::FrameError),
-}
-
-impl fmt::Display for SendFailed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SendFailed::Closed => f.write_str("the tendril is closed"),
-            SendFailed::Frame(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for SendFailed {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            SendFailed::Frame(e) => Some(e),
-            SendFailed::Closed => None,
-        }
-    }
-}
+pub use tendril_net::command::SendFailed;
+pub(crate) use tendril_net::command::{Command, Reply};
 
 thread_local! {
     /// The handle of the stream tendril whose acceptor runs on this thread.
@@ -92,19 +67,6 @@ pub(crate) fn with_current<R>(handle: &TendrilHandle, f: impl FnOnce() -> R) -> 
 /// ```
 pub fn current_handle() -> Option<TendrilHandle> {
     CURRENT.with(|c| c.borrow().clone())
-}
-
-/// Where the connection's thread answers a blocking `send_frame`.
-pub(crate) type Reply = SyncSender<Result<(), SendFailed>>;
-
-/// What a handle asks of its connection's thread.
-pub(crate) enum Command {
-    /// Send a frame; reply once the frame is queued (waiting while the queue is full).
-    Send(Bytes, Option<Reply>),
-    /// Run a closure on the tendril (switch framers, wrap, …).
-    With(Box<dyn FnOnce(&mut Tendril) + Send>),
-    Close,
-    Abort,
 }
 
 /// The way to a connection's thread.
@@ -260,7 +222,10 @@ impl TendrilHandle {
             };
         }
         let (tx, rx) = mpsc::sync_channel(1);
-        if !self.command(Command::Send(frame, Some(tx))) {
+        let reply: Reply = Box::new(move |result| {
+            let _ = tx.send(result);
+        });
+        if !self.command(Command::Send(frame, Some(reply))) {
             return Err(SendFailed::Closed);
         }
         rx.recv().unwrap_or(Err(SendFailed::Closed))

@@ -1,21 +1,21 @@
 //! Stream connections (TCP, Unix): one thread per connection moves bytes and time.
 
-use bytes::{Buf, Bytes};
+use bytes::Buf;
 use socket2::{Domain, SockAddr, SockRef, Socket, Type};
-use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::Duration;
-use tendril_core::{Addr, Proto, SendError, Tendril};
+use tendril_core::{Addr, Proto, Tendril};
 use tendril_net::WrapperChain;
 
-use crate::handle::{with_current, Command, Reply, Route, SendFailed};
+use crate::handle::{with_current, Command, Route};
 use crate::manager::{lock, BoxApp, Context, SharedAcceptor};
 use crate::readiness::Readiness;
 use crate::registry::Transport;
 use crate::TendrilHandle;
+use tendril_net::command::Waiting;
 
 /// The longest a write to a peer that does not read holds a connection's thread before it
 /// looks at commands and timers again (the socket's send timeout).
@@ -92,7 +92,7 @@ pub fn spawn_stream(
         _tx: tx,
         readiness: None,
         readable: false,
-        waiting: VecDeque::new(),
+        waiting: Waiting::default(),
         handle: handle.clone(),
     };
     match readiness {
@@ -125,7 +125,7 @@ struct Conn {
     /// The readiness helper reported the socket readable and it was not read yet.
     readable: bool,
     /// Frames from handles that wait for room in the outgoing queue.
-    waiting: VecDeque<(Bytes, Option<Reply>)>,
+    waiting: Waiting,
     handle: TendrilHandle,
 }
 
@@ -135,7 +135,7 @@ impl Conn {
         tracing::debug!("opened");
         loop {
             self.follow_stop();
-            retry(&mut self.tendril, &mut self.waiting);
+            self.waiting.retry(&mut self.tendril);
             self.tendril.dispatch(&mut *self.app);
             if self.tendril.wants_shutdown() {
                 if let Err(e) = self.socket.shutdown(Shutdown::Write) {
@@ -145,7 +145,7 @@ impl Conn {
                 self.tendril.dispatch(&mut *self.app);
             }
             if self.tendril.is_closed() {
-                retry(&mut self.tendril, &mut self.waiting);
+                self.waiting.retry(&mut self.tendril);
                 break;
             }
             // A write that took bytes (or failed) may have made room, finished a close or
@@ -218,7 +218,7 @@ impl Conn {
                     Err(e) => self.tendril.handle_error(self.ctx.now(), e.to_string()),
                 }
             }
-            StreamMsg::Command(command) => apply(&mut self.tendril, command, &mut self.waiting),
+            StreamMsg::Command(command) => self.waiting.apply(&mut self.tendril, command),
         }
     }
 
@@ -285,71 +285,13 @@ impl Drop for Conn {
         }
         // Listed as closed before the peer can see the socket close.
         self.ctx.unregister(&self.handle);
-        for (_, reply) in self.waiting.drain(..) {
-            if let Some(reply) = reply {
-                let _ = reply.send(Err(SendFailed::Closed));
-            }
-        }
+        self.waiting.fail_all();
         if let Some(mut readiness) = self.readiness.take() {
             let socket = self.socket.clone();
             readiness.finish(move || {
                 // Wakes the helper's peek (and sends FIN if the write side is still open).
                 let _ = socket.shutdown(Shutdown::Both);
             });
-        }
-    }
-}
-
-/// Applies handle commands; frames refused while the queue is full wait in `waiting`.
-fn apply(tendril: &mut Tendril, command: Command, waiting: &mut VecDeque<(Bytes, Option<Reply>)>) {
-    match command {
-        Command::Send(frame, reply) => {
-            if waiting.is_empty() {
-                send(tendril, frame, reply, waiting);
-            } else {
-                waiting.push_back((frame, reply));
-            }
-        }
-        Command::With(f) => f(tendril),
-        Command::Close => tendril.close(),
-        Command::Abort => tendril.abort(),
-    }
-}
-
-fn send(
-    tendril: &mut Tendril,
-    frame: Bytes,
-    reply: Option<Reply>,
-    waiting: &mut VecDeque<(Bytes, Option<Reply>)>,
-) {
-    let result = match tendril.send_frame(frame) {
-        Ok(()) => Ok(()),
-        Err(SendError::Full(frame)) => {
-            waiting.push_front((frame, reply));
-            return;
-        }
-        Err(SendError::Frame(e)) => Err(SendFailed::Frame(e)),
-        Err(_) => Err(SendFailed::Closed),
-    };
-    if let Some(reply) = reply {
-        let _ = reply.send(result);
-    }
-}
-
-/// Retry frames that waited for room in the queue.
-fn retry(tendril: &mut Tendril, waiting: &mut VecDeque<(Bytes, Option<Reply>)>) {
-    while tendril.is_writable() || !tendril.is_open() {
-        let Some((frame, reply)) = waiting.pop_front() else {
-            return;
-        };
-        send(tendril, frame, reply, waiting);
-        if !tendril.is_open() {
-            for (_, reply) in waiting.drain(..) {
-                if let Some(reply) = reply {
-                    let _ = reply.send(Err(SendFailed::Closed));
-                }
-            }
-            return;
         }
     }
 }

@@ -12,7 +12,7 @@ use tendril_core::tracker::{ConnId, Tracker, TrackerConfig, TrackerEvent, Transm
 use tendril_core::{Addr, Proto, Reject, Tendril};
 use tendril_net::{UdpIo, WrapperChain};
 
-use crate::handle::{Command, Route, SendFailed};
+use crate::handle::{Command, Route};
 use crate::manager::{lock, BoxApp, Context, SharedAcceptor};
 use crate::readiness::Readiness;
 use crate::registry::Transport;
@@ -271,20 +271,9 @@ impl SocketThread {
 
     fn command(&mut self, id: ConnId, command: Command) {
         let now = self.ctx.now();
-        let done = self.tracker.with(now, id, |t, _| match command {
-            Command::Send(frame, reply) => {
-                let result = t.send_frame(frame).map_err(|e| match e {
-                    tendril_core::SendError::Frame(e) => SendFailed::Frame(e),
-                    _ => SendFailed::Closed,
-                });
-                if let Some(reply) = reply {
-                    let _ = reply.send(result);
-                }
-            }
-            Command::With(f) => f(t),
-            Command::Close => t.close(),
-            Command::Abort => t.abort(),
-        });
+        let done = self
+            .tracker
+            .with(now, id, |t, _| tendril_net::command::apply_now(t, command));
         if done.is_none() {
             tracing::debug!(%id, "command for a peer that is gone");
         }

@@ -1,24 +1,23 @@
 //! Stream connections (TCP, Unix): one task per connection moves bytes and time.
 
-use bytes::Bytes;
 use futures::future::BoxFuture;
-use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use tendril_core::{Addr, Reject, SendError, Tendril};
+use tendril_core::{Addr, Reject, Tendril};
 use tendril_net::WrapperChain;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::io::{poll_read_buf, poll_write_buf};
 use tracing::Instrument;
 
-use crate::handle::{Command, Reply, Route, SendFailed};
+use crate::handle::{Command, Route};
 use crate::manager::{lock, BoxApp, Context, SharedAcceptor};
 use crate::registry::Transport;
 use crate::TendrilHandle;
+use tendril_net::command::Waiting;
 
 /// Run a connected byte stream as a tendril: make the tendril, ask `acceptor`, and spawn the
 /// connection's task. Transports call this for each accepted or connected socket; it is public
@@ -52,60 +51,6 @@ where
     Ok(handle)
 }
 
-/// Applies handle commands; frames refused while the queue is full wait in `waiting`.
-fn apply(tendril: &mut Tendril, command: Command, waiting: &mut VecDeque<(Bytes, Option<Reply>)>) {
-    match command {
-        Command::Send(frame, reply) => {
-            if waiting.is_empty() {
-                send(tendril, frame, reply, waiting);
-            } else {
-                waiting.push_back((frame, reply));
-            }
-        }
-        Command::With(f) => f(tendril),
-        Command::Close => tendril.close(),
-        Command::Abort => tendril.abort(),
-    }
-}
-
-fn send(
-    tendril: &mut Tendril,
-    frame: Bytes,
-    reply: Option<Reply>,
-    waiting: &mut VecDeque<(Bytes, Option<Reply>)>,
-) {
-    let result = match tendril.send_frame(frame) {
-        Ok(()) => Ok(()),
-        Err(SendError::Full(frame)) => {
-            waiting.push_front((frame, reply));
-            return;
-        }
-        Err(SendError::Frame(e)) => Err(SendFailed::Frame(e)),
-        Err(_) => Err(SendFailed::Closed),
-    };
-    if let Some(reply) = reply {
-        let _ = reply.send(result);
-    }
-}
-
-/// Retry frames that waited for room in the queue.
-fn retry(tendril: &mut Tendril, waiting: &mut VecDeque<(Bytes, Option<Reply>)>) {
-    while tendril.is_writable() || tendril.is_closed() {
-        let Some((frame, reply)) = waiting.pop_front() else {
-            return;
-        };
-        send(tendril, frame, reply, waiting);
-        if tendril.is_closed() {
-            for (_, reply) in waiting.drain(..) {
-                if let Some(reply) = reply {
-                    let _ = reply.send(Err(SendFailed::Closed));
-                }
-            }
-            return;
-        }
-    }
-}
-
 async fn run<S>(
     ctx: &Context,
     mut stream: S,
@@ -115,12 +60,12 @@ async fn run<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut waiting = VecDeque::new();
+    let mut waiting = Waiting::default();
     let mut commands_open = true;
     let sleep = tokio::time::sleep_until(ctx.epoch);
     tokio::pin!(sleep);
     loop {
-        retry(&mut tendril, &mut waiting);
+        waiting.retry(&mut tendril);
         tendril.dispatch(&mut *app);
         if tendril.wants_shutdown() {
             if let Err(e) = stream.shutdown().await {
@@ -130,7 +75,7 @@ async fn run<S>(
             tendril.dispatch(&mut *app);
         }
         if tendril.is_closed() {
-            retry(&mut tendril, &mut waiting);
+            waiting.retry(&mut tendril);
             break;
         }
         let deadline = tendril.poll_timeout();
@@ -142,7 +87,7 @@ async fn run<S>(
             while commands_open {
                 match commands.poll_recv(cx) {
                     Poll::Ready(Some(command)) => {
-                        apply(&mut tendril, command, &mut waiting);
+                        waiting.apply(&mut tendril, command);
                         ready = true;
                     }
                     Poll::Ready(None) => commands_open = false,

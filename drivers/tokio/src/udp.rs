@@ -13,7 +13,7 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::handle::{Command, Route, SendFailed};
+use crate::handle::{Command, Route};
 use crate::manager::{lock, BoxApp, Context, SharedAcceptor};
 use crate::registry::Transport;
 use crate::TendrilHandle;
@@ -182,20 +182,9 @@ impl SocketTask {
 
     fn command(&mut self, id: ConnId, command: Command) {
         let now = self.ctx.now();
-        let done = self.tracker.with(now, id, |t, _| match command {
-            Command::Send(frame, reply) => {
-                let result = t.send_frame(frame).map_err(|e| match e {
-                    tendril_core::SendError::Frame(e) => SendFailed::Frame(e),
-                    _ => SendFailed::Closed,
-                });
-                if let Some(reply) = reply {
-                    let _ = reply.send(result);
-                }
-            }
-            Command::With(f) => f(t),
-            Command::Close => t.close(),
-            Command::Abort => t.abort(),
-        });
+        let done = self
+            .tracker
+            .with(now, id, |t, _| tendril_net::command::apply_now(t, command));
         if done.is_none() {
             tracing::debug!(%id, "command for a peer that is gone");
         }
