@@ -1,6 +1,5 @@
 //! Managers: one per protocol and endpoint.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::pin;
@@ -8,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tendril_core::{Addr, Application, BoxFramer, Config, Proto, Reject, Tendril};
+use tendril_net::registry::Registry;
 use tendril_net::WrapperChain;
 
 use crate::registry::{self, Transport};
@@ -25,7 +25,7 @@ pub struct Context {
     running: AtomicBool,
     local: Mutex<Option<Addr>>,
     /// Live tendrils by handle identity: several may share an address pair (unnamed Unix peers).
-    tendrils: Mutex<HashMap<usize, TendrilHandle>>,
+    tendrils: Registry<TendrilHandle>,
     cancel: Cancellation,
     tasks: Arc<TaskTracker>,
     spawner: Mutex<Spawner>,
@@ -51,7 +51,7 @@ impl Context {
             epoch: Instant::now(),
             running: AtomicBool::new(false),
             local: Mutex::new(None),
-            tendrils: Mutex::new(HashMap::new()),
+            tendrils: Registry::default(),
             cancel: Cancellation::default(),
             tasks: Arc::default(),
             spawner: Mutex::new(Spawner::global()),
@@ -102,7 +102,7 @@ impl Context {
     }
 
     pub(crate) fn register(&self, handle: &TendrilHandle) {
-        lock(&self.tendrils).insert(handle.key(), handle.clone());
+        self.tendrils.insert(handle);
         // Accepted while `stop()` was closing the others (it fires `cancel` before it takes its
         // list): close this one too, or `stop()` would wait for it until its timeout.
         if self.cancel.is_cancelled() {
@@ -112,7 +112,7 @@ impl Context {
 
     pub(crate) fn unregister(&self, handle: &TendrilHandle) {
         handle.mark_closed();
-        lock(&self.tendrils).remove(&handle.key());
+        self.tendrils.remove(handle);
     }
 
     pub(crate) fn set_local(&self, addr: Addr) {
@@ -120,7 +120,7 @@ impl Context {
     }
 
     pub(crate) fn handles(&self) -> Vec<TendrilHandle> {
-        lock(&self.tendrils).values().cloned().collect()
+        self.tendrils.all()
     }
 }
 
@@ -323,24 +323,12 @@ impl Manager {
 
     /// The live tendril at (local, remote), if any.
     pub fn find(&self, local: &Addr, remote: &Addr) -> Option<TendrilHandle> {
-        let (local, remote) = (local.canonical(), remote.canonical());
-        lock(&self.ctx.tendrils)
-            .values()
-            .find(|h| {
-                !h.is_closed()
-                    && h.local_addr().canonical() == local
-                    && h.remote_addr().canonical() == remote
-            })
-            .cloned()
+        self.ctx.tendrils.find(local, remote)
     }
 
     /// All live tendrils.
     pub fn tendrils(&self) -> Vec<TendrilHandle> {
-        self.ctx
-            .handles()
-            .into_iter()
-            .filter(|h| !h.is_closed())
-            .collect()
+        self.ctx.tendrils.live()
     }
 
     /// Stop: close the listener, close every tendril gracefully, abort those still open after

@@ -88,11 +88,6 @@ impl TendrilHandle {
         }
     }
 
-    /// Identifies this tendril among its manager's (clones share it).
-    pub(crate) fn key(&self) -> usize {
-        Arc::as_ptr(&self.info) as usize
-    }
-
     /// The transport protocol.
     pub fn proto(&self) -> Proto {
         self.info.proto
@@ -176,5 +171,23 @@ impl TendrilHandle {
     /// Close at once, dropping queued bytes.
     pub fn abort(&self) -> bool {
         self.command(Command::Abort)
+    }
+}
+
+impl tendril_net::registry::Tracked for TendrilHandle {
+    fn key(&self) -> usize {
+        Arc::as_ptr(&self.info) as usize
+    }
+
+    fn local_addr(&self) -> &Addr {
+        &self.info.local
+    }
+
+    fn remote_addr(&self) -> &Addr {
+        &self.info.remote
+    }
+
+    fn is_closed(&self) -> bool {
+        TendrilHandle::is_closed(self)
     }
 }

@@ -1,11 +1,11 @@
 //! Managers: one per protocol and endpoint.
 
-use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tendril_core::{Addr, Application, BoxFramer, Config, Proto, Reject, Tendril};
+use tendril_net::registry::Registry;
 use tendril_net::WrapperChain;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -23,7 +23,7 @@ pub struct Context {
     running: AtomicBool,
     local: Mutex<Option<Addr>>,
     /// Live tendrils by handle identity: several may share an address pair (unnamed Unix peers).
-    tendrils: Mutex<HashMap<usize, TendrilHandle>>,
+    tendrils: Registry<TendrilHandle>,
     pub(crate) cancel: CancellationToken,
     pub(crate) tasks: TaskTracker,
     pub(crate) config: Mutex<Config>,
@@ -48,7 +48,7 @@ impl Context {
             epoch: Instant::now(),
             running: AtomicBool::new(false),
             local: Mutex::new(None),
-            tendrils: Mutex::new(HashMap::new()),
+            tendrils: Registry::default(),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
             config: Mutex::new(Config::default()),
@@ -96,12 +96,12 @@ impl Context {
     }
 
     pub(crate) fn register(&self, handle: &TendrilHandle) {
-        lock(&self.tendrils).insert(handle.key(), handle.clone());
+        self.tendrils.insert(handle);
     }
 
     pub(crate) fn unregister(&self, handle: &TendrilHandle) {
         handle.mark_closed();
-        lock(&self.tendrils).remove(&handle.key());
+        self.tendrils.remove(handle);
     }
 
     pub(crate) fn set_local(&self, addr: Addr) {
@@ -109,7 +109,7 @@ impl Context {
     }
 
     pub(crate) fn handles(&self) -> Vec<TendrilHandle> {
-        lock(&self.tendrils).values().cloned().collect()
+        self.tendrils.all()
     }
 }
 
@@ -290,24 +290,12 @@ impl Manager {
 
     /// The live tendril at (local, remote), if any.
     pub fn find(&self, local: &Addr, remote: &Addr) -> Option<TendrilHandle> {
-        let (local, remote) = (local.canonical(), remote.canonical());
-        lock(&self.ctx.tendrils)
-            .values()
-            .find(|h| {
-                !h.is_closed()
-                    && h.local_addr().canonical() == local
-                    && h.remote_addr().canonical() == remote
-            })
-            .cloned()
+        self.ctx.tendrils.find(local, remote)
     }
 
     /// All live tendrils.
     pub fn tendrils(&self) -> Vec<TendrilHandle> {
-        self.ctx
-            .handles()
-            .into_iter()
-            .filter(|h| !h.is_closed())
-            .collect()
+        self.ctx.tendrils.live()
     }
 
     /// Stop: close the listener, close every tendril gracefully, abort those still open after
