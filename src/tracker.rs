@@ -7,9 +7,11 @@ use alloc::vec::Vec;
 use bytes::Bytes;
 use core::cmp::Reverse;
 use core::fmt;
+use core::hash::BuildHasher;
 use core::time::Duration;
-use hashbrown::HashMap;
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
+use crate::connection::{Parked, Stats};
 use crate::{Addr, Application, BoxFramer, CloseReason, Config, Proto, Reject, Tendril};
 
 /// A handle to a tracked connection: an index and a generation, so a stale handle never reaches
@@ -101,13 +103,29 @@ pub enum TrackerEvent {
 type Acceptor<In, Out, A> = Box<dyn FnMut(&mut Tendril<In, Out>) -> Result<A, Reject> + Send>;
 type FramerFactory<In, Out> = Box<dyn FnMut() -> (BoxFramer<In>, BoxFramer<Out>) + Send>;
 
+/// Slots per page of the slot table. Pages never move, so the table grows without copying
+/// (or doubling) the peers it holds.
+const PAGE: usize = 256;
+
 struct Entry<In, Out, A> {
-    tendril: Tendril<In, Out>,
+    /// (local, remote), canonical: the table's key, stored once.
+    key: Key,
+    peer: PeerState<In, Out>,
     app: A,
     received: bool,
     sent: bool,
     /// The deadline this entry is queued under in the timer heap.
     scheduled: Option<Duration>,
+}
+
+enum PeerState<In, Out> {
+    /// Idle: framers, last-receive time and counters only (the usual state between datagrams).
+    Parked(Parked<In, Out>),
+    /// A peer with state of its own (bytes buffered or queued, a layer, a timer, its own
+    /// configuration, closing).
+    Live(Box<Tendril<In, Out>>),
+    /// Taken out while a call works on it.
+    Busy,
 }
 
 struct Slot<In, Out, A> {
@@ -116,6 +134,63 @@ struct Slot<In, Out, A> {
 }
 
 type Key = (Addr, Addr);
+
+type Pages<In, Out, A> = Vec<Vec<Slot<In, Out, A>>>;
+
+fn slot_at<In, Out, A>(pages: &Pages<In, Out, A>, index: u32) -> Option<&Slot<In, Out, A>> {
+    let index = index as usize;
+    pages.get(index / PAGE)?.get(index % PAGE)
+}
+
+fn entry_at<In, Out, A>(pages: &Pages<In, Out, A>, id: ConnId) -> Option<&Entry<In, Out, A>> {
+    let slot = slot_at(pages, id.index)?;
+    if slot.generation != id.generation {
+        return None;
+    }
+    slot.entry.as_ref()
+}
+
+fn entry_at_mut<In, Out, A>(
+    pages: &mut Pages<In, Out, A>,
+    id: ConnId,
+) -> Option<&mut Entry<In, Out, A>> {
+    let index = id.index as usize;
+    let slot = pages.get_mut(index / PAGE)?.get_mut(index % PAGE)?;
+    if slot.generation != id.generation {
+        return None;
+    }
+    slot.entry.as_mut()
+}
+
+/// A tracked peer as [`Tracker::get`] shows it: its addresses and counters.
+#[derive(Debug, Clone, Copy)]
+pub struct TrackedPeer<'a> {
+    key: &'a Key,
+    stats: Stats,
+    open: bool,
+}
+
+impl<'a> TrackedPeer<'a> {
+    /// The local address its datagrams arrive on.
+    pub fn local_addr(&self) -> &'a Addr {
+        &self.key.0
+    }
+
+    /// The peer's address.
+    pub fn remote_addr(&self) -> &'a Addr {
+        &self.key.1
+    }
+
+    /// Its byte and frame counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// `true` while frames can be sent to it (it is not closing).
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+}
 
 /// The connection table of one datagram socket (one per socket per thread): peers keyed by
 /// (local, remote) address, each a [`Tendril`] with its [`Application`].
@@ -161,10 +236,16 @@ type Key = (Addr, Addr);
 pub struct Tracker<In, Out, A> {
     proto: Proto,
     config: TrackerConfig,
-    table: HashMap<Key, ConnId>,
-    slots: Vec<Slot<In, Out, A>>,
+    /// Every peer's connection settings: `config.connection` with the tracker's idle timeout.
+    peer_config: Config,
+    hasher: DefaultHashBuilder,
+    /// Slot indexes, hashed by their entries' keys.
+    table: HashTable<u32>,
+    pages: Pages<In, Out, A>,
     free: Vec<u32>,
     live: usize,
+    /// The tendril each parked peer is unparked into while a datagram (or a call) works on it.
+    spare: Option<Box<Tendril<In, Out>>>,
     /// Peers not yet established, oldest first (stale handles are skipped).
     unestablished: VecDeque<ConnId>,
     timers: BinaryHeap<Reverse<(Duration, ConnId)>>,
@@ -197,10 +278,16 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         Tracker {
             proto,
             config,
-            table: HashMap::new(),
-            slots: Vec::new(),
+            peer_config: Config {
+                idle_timeout: Some(config.idle_timeout),
+                ..config.connection
+            },
+            hasher: DefaultHashBuilder::default(),
+            table: HashTable::new(),
+            pages: Vec::new(),
             free: Vec::new(),
             live: 0,
+            spare: None,
             unestablished: VecDeque::new(),
             timers: BinaryHeap::new(),
             rejected: HashMap::new(),
@@ -229,24 +316,37 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
 
     /// The handle of the peer at (local, remote), if tracked.
     pub fn lookup(&self, local: &Addr, remote: &Addr) -> Option<ConnId> {
-        self.table
-            .get(&(local.canonical(), remote.canonical()))
-            .copied()
+        self.find(&(local.canonical(), remote.canonical()))
     }
 
     /// Handles of all tracked peers.
     pub fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
-        self.slots.iter().enumerate().filter_map(|(i, slot)| {
-            slot.entry.as_ref().map(|_| ConnId {
-                index: i as u32,
-                generation: slot.generation,
+        self.pages
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, slot)| {
+                slot.entry.as_ref().map(|_| ConnId {
+                    index: i as u32,
+                    generation: slot.generation,
+                })
             })
-        })
     }
 
-    /// A tracked peer's connection.
-    pub fn get(&self, id: ConnId) -> Option<&Tendril<In, Out>> {
-        self.entry(id).map(|e| &e.tendril)
+    /// A tracked peer's addresses and counters. To work on its connection use
+    /// [`with`](Self::with).
+    pub fn get(&self, id: ConnId) -> Option<TrackedPeer<'_>> {
+        let entry = entry_at(&self.pages, id)?;
+        let (stats, open) = match &entry.peer {
+            PeerState::Parked(parked) => (parked.stats(), true),
+            PeerState::Live(tendril) => (tendril.stats(), tendril.is_open()),
+            PeerState::Busy => (Stats::default(), false),
+        };
+        Some(TrackedPeer {
+            key: &entry.key,
+            stats,
+            open,
+        })
     }
 
     /// Work on a tracked peer's connection and application (send frames, switch framers,
@@ -257,9 +357,13 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         id: ConnId,
         f: impl FnOnce(&mut Tendril<In, Out>, &mut A) -> R,
     ) -> Option<R> {
-        let entry = self.entry_mut(id)?;
-        let result = f(&mut entry.tendril, &mut entry.app);
-        self.settle(now, id);
+        let mut tendril = self.activate(id)?;
+        let Some(entry) = entry_at_mut(&mut self.pages, id) else {
+            self.keep_spare(tendril);
+            return None;
+        };
+        let result = f(&mut tendril, &mut entry.app);
+        self.settle(now, id, tendril);
         Some(result)
     }
 
@@ -274,13 +378,19 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         acceptor: impl FnOnce(&mut Tendril<In, Out>) -> Result<A, Reject>,
     ) -> Result<ConnId, Reject> {
         let key = (local.canonical(), remote.canonical());
-        let mut tendril = self.new_tendril(now, &key);
-        let app = acceptor(&mut tendril)?;
-        if let Some(&id) = self.table.get(&key) {
+        let mut tendril = self.newcomer(now, &key);
+        let app = match acceptor(&mut tendril) {
+            Ok(app) => app,
+            Err(reason) => {
+                self.keep_spare(tendril);
+                return Err(reason);
+            }
+        };
+        if let Some(id) = self.find(&key) {
             self.close_entry(now, id, CloseReason::Evicted);
         }
-        let id = self.insert(key, tendril, app);
-        self.settle(now, id);
+        let id = self.insert(key, app);
+        self.settle(now, id, tendril);
         Ok(id)
     }
 
@@ -295,18 +405,21 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         truncated: bool,
     ) {
         let key = (local.into().canonical(), remote.into().canonical());
-        let id = match self.table.get(&key) {
-            Some(&id) => id,
+        let (id, mut tendril) = match self.find(&key) {
+            Some(id) => match self.activate(id) {
+                Some(tendril) => (id, tendril),
+                None => return,
+            },
             None => match self.admit(now, key) {
-                Some(id) => id,
+                Some(admitted) => admitted,
                 None => return,
             },
         };
-        if let Some(entry) = self.entry_mut(id) {
+        if let Some(entry) = entry_at_mut(&mut self.pages, id) {
             entry.received = true;
-            entry.tendril.handle_datagram(now, data, truncated);
         }
-        self.settle(now, id);
+        tendril.handle_datagram(now, data, truncated);
+        self.settle(now, id, tendril);
     }
 
     /// The next datagram to send.
@@ -343,15 +456,28 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
                 break;
             }
             self.timers.pop();
-            let Some(entry) = self.entry_mut(id) else {
+            let Some(entry) = entry_at_mut(&mut self.pages, id) else {
                 continue;
             };
             if entry.scheduled != Some(at) {
                 continue;
             }
             entry.scheduled = None;
-            entry.tendril.handle_timeout(now);
-            self.settle(now, id);
+            if let PeerState::Parked(parked) = &entry.peer {
+                // The heap entry is from an earlier datagram; a parked peer's only deadline is
+                // its idle timeout, so requeue it without unparking if it heard from the peer since.
+                if let Some(deadline) = parked.idle_deadline(&self.peer_config) {
+                    if deadline > now {
+                        entry.scheduled = Some(deadline);
+                        self.timers.push(Reverse((deadline, id)));
+                        continue;
+                    }
+                }
+            }
+            if let Some(mut tendril) = self.activate(id) {
+                tendril.handle_timeout(now);
+                self.settle(now, id, tendril);
+            }
         }
     }
 
@@ -374,36 +500,62 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
 
     // ---- internals ---------------------------------------------------------------------
 
-    fn entry(&self, id: ConnId) -> Option<&Entry<In, Out, A>> {
-        let slot = self.slots.get(id.index as usize)?;
-        if slot.generation != id.generation {
-            return None;
-        }
-        slot.entry.as_ref()
+    fn find(&self, key: &Key) -> Option<ConnId> {
+        let hash = self.hasher.hash_one(key);
+        let pages = &self.pages;
+        let index = *self.table.find(hash, |&i| {
+            slot_at(pages, i)
+                .and_then(|slot| slot.entry.as_ref())
+                .is_some_and(|entry| entry.key == *key)
+        })?;
+        let generation = slot_at(pages, index)?.generation;
+        Some(ConnId { index, generation })
     }
 
-    fn entry_mut(&mut self, id: ConnId) -> Option<&mut Entry<In, Out, A>> {
-        let slot = self.slots.get_mut(id.index as usize)?;
-        if slot.generation != id.generation {
-            return None;
-        }
-        slot.entry.as_mut()
+    /// The spare tendril, or a new one.
+    fn take_spare(&mut self) -> Box<Tendril<In, Out>> {
+        self.spare
+            .take()
+            .unwrap_or_else(|| Box::new(Tendril::spare(self.proto)))
     }
 
-    fn new_tendril(&mut self, now: Duration, key: &Key) -> Tendril<In, Out> {
+    fn keep_spare(&mut self, tendril: Box<Tendril<In, Out>>) {
+        if self.spare.is_none() {
+            self.spare = Some(tendril);
+        }
+    }
+
+    /// Take a peer's tendril out of its entry to work on it (unparking a parked one); hand it
+    /// back with [`settle`](Self::settle).
+    fn activate(&mut self, id: ConnId) -> Option<Box<Tendril<In, Out>>> {
+        let entry = entry_at_mut(&mut self.pages, id)?;
+        match core::mem::replace(&mut entry.peer, PeerState::Busy) {
+            PeerState::Live(tendril) => Some(tendril),
+            PeerState::Parked(parked) => {
+                let mut tendril = self.take_spare();
+                let entry = entry_at_mut(&mut self.pages, id)?;
+                tendril.unpark(parked, &entry.key.0, &entry.key.1, &self.peer_config);
+                Some(tendril)
+            }
+            PeerState::Busy => None,
+        }
+    }
+
+    /// A new peer's tendril at `key`, with fresh framers, for the acceptor to see.
+    fn newcomer(&mut self, now: Duration, key: &Key) -> Box<Tendril<In, Out>> {
         let (recv, send) = (self.framers)();
-        let config = Config {
-            idle_timeout: Some(self.config.idle_timeout),
-            ..self.config.connection
-        };
-        Tendril::with_boxed(self.proto, recv, send)
-            .with_addrs(key.0.clone(), key.1.clone())
-            .with_config(config)
-            .started_at(now)
+        let mut tendril = self.take_spare();
+        tendril.unpark(
+            Parked::new(recv, send, now),
+            &key.0,
+            &key.1,
+            &self.peer_config,
+        );
+        tendril
     }
 
     /// A datagram from an unknown peer: ask the acceptor, within the table's limits.
-    fn admit(&mut self, now: Duration, key: Key) -> Option<ConnId> {
+    fn admit(&mut self, now: Duration, key: Key) -> Option<(ConnId, Box<Tendril<In, Out>>)> {
         if let Some(&until) = self.rejected.get(&key) {
             if now < until {
                 return None;
@@ -415,15 +567,16 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
                 .push_back(TrackerEvent::TableFull { remote: key.1 });
             return None;
         }
-        let mut tendril = self.new_tendril(now, &key);
+        let mut tendril = self.newcomer(now, &key);
         match (self.acceptor)(&mut tendril) {
             Ok(app) => {
                 let remote = key.1.clone();
-                let id = self.insert(key, tendril, app);
+                let id = self.insert(key, app);
                 self.events.push_back(TrackerEvent::Accepted { id, remote });
-                Some(id)
+                Some((id, tendril))
             }
             Err(reason) => {
+                self.keep_spare(tendril);
                 if self.rejected.len() < self.config.max_rejected {
                     let until = now + self.config.reject_ttl;
                     self.rejected.insert(key.clone(), until);
@@ -438,9 +591,12 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         }
     }
 
-    fn insert(&mut self, key: Key, tendril: Tendril<In, Out>, app: A) -> ConnId {
+    /// A new entry for `key`, its tendril taken out (to be handed back with `settle`).
+    fn insert(&mut self, key: Key, app: A) -> ConnId {
+        let hash = self.hasher.hash_one(&key);
         let entry = Entry {
-            tendril,
+            key,
+            peer: PeerState::Busy,
             app,
             received: false,
             sent: false,
@@ -448,7 +604,8 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         };
         let id = match self.free.pop() {
             Some(index) => {
-                let slot = &mut self.slots[index as usize];
+                let page = &mut self.pages[index as usize / PAGE];
+                let slot = &mut page[index as usize % PAGE];
                 slot.entry = Some(entry);
                 ConnId {
                     index,
@@ -456,26 +613,44 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
                 }
             }
             None => {
-                self.slots.push(Slot {
+                if self.pages.last().is_none_or(|page| page.len() == PAGE) {
+                    self.pages.push(Vec::with_capacity(PAGE));
+                }
+                let pages = self.pages.len() - 1;
+                let page = &mut self.pages[pages];
+                page.push(Slot {
                     generation: 0,
                     entry: Some(entry),
                 });
                 ConnId {
-                    index: (self.slots.len() - 1) as u32,
+                    index: (pages * PAGE + page.len() - 1) as u32,
                     generation: 0,
                 }
             }
         };
         self.live += 1;
-        self.table.insert(key, id);
+        let (hasher, pages) = (&self.hasher, &self.pages);
+        self.table.insert_unique(hash, id.index, |&i| {
+            slot_at(pages, i)
+                .and_then(|slot| slot.entry.as_ref())
+                .map_or(0, |entry| hasher.hash_one(&entry.key))
+        });
         self.unestablished.push_back(id);
+        if self.unestablished.len() > 2 * self.live + 64 {
+            // Peers that closed or established since they were queued: drop them, so the queue
+            // stays proportional to the table however many peers come and go.
+            let pages = &self.pages;
+            self.unestablished.retain(|&id| {
+                entry_at(pages, id).is_some_and(|entry| !(entry.received && entry.sent))
+            });
+        }
         id
     }
 
     /// Evict the oldest peer that has not exchanged traffic both ways. `false` if there is none.
     fn evict_one(&mut self, now: Duration) -> bool {
         while let Some(id) = self.unestablished.pop_front() {
-            match self.entry(id) {
+            match entry_at(&self.pages, id) {
                 Some(e) if !(e.received && e.sent) => {
                     self.close_entry(now, id, CloseReason::Evicted);
                     return true;
@@ -487,66 +662,76 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
     }
 
     fn close_entry(&mut self, now: Duration, id: ConnId, reason: CloseReason) {
-        if let Some(entry) = self.entry_mut(id) {
-            entry.tendril.fail(reason);
+        if let Some(mut tendril) = self.activate(id) {
+            tendril.fail(reason);
+            self.settle(now, id, tendril);
         }
-        self.settle(now, id);
     }
 
     /// After anything touched a peer: deliver its frames and events, collect its datagrams,
-    /// finish a close, remove it once closed, and queue its next deadline.
-    fn settle(&mut self, now: Duration, id: ConnId) {
-        let Some(entry) = self
-            .slots
-            .get_mut(id.index as usize)
-            .filter(|slot| slot.generation == id.generation)
-            .and_then(|slot| slot.entry.as_mut())
-        else {
+    /// finish a close, remove it once closed, queue its next deadline, and put its tendril back
+    /// (parked if it is quiescent).
+    fn settle(&mut self, now: Duration, id: ConnId, mut tendril: Box<Tendril<In, Out>>) {
+        let Some(entry) = entry_at_mut(&mut self.pages, id) else {
+            self.keep_spare(tendril);
             return;
         };
-        entry.tendril.dispatch(&mut entry.app);
+        tendril.dispatch(&mut entry.app);
         let mut sent = false;
-        while let Some(data) = entry.tendril.poll_datagram() {
+        while let Some(data) = tendril.poll_datagram() {
             sent = true;
             self.transmits.push_back(Transmit {
-                local: entry.tendril.local_addr().clone(),
-                remote: entry.tendril.remote_addr().clone(),
+                local: entry.key.0.clone(),
+                remote: entry.key.1.clone(),
                 data,
             });
         }
         entry.sent |= sent;
-        if entry.tendril.wants_shutdown() {
-            entry.tendril.handle_shutdown(now);
-            entry.tendril.dispatch(&mut entry.app);
+        if tendril.wants_shutdown() {
+            tendril.handle_shutdown(now);
+            tendril.dispatch(&mut entry.app);
         }
-        if entry.tendril.is_closed() {
+        if tendril.is_closed() {
             self.remove(id);
+            self.keep_spare(tendril);
             return;
         }
-        if let Some(at) = entry.tendril.poll_timeout() {
+        if let Some(at) = tendril.poll_timeout() {
             if entry.scheduled.is_none_or(|s| at < s) {
                 entry.scheduled = Some(at);
                 self.timers.push(Reverse((at, id)));
             }
         }
+        if tendril.can_park(&self.peer_config) {
+            entry.peer = PeerState::Parked(tendril.park());
+            self.keep_spare(tendril);
+        } else {
+            entry.peer = PeerState::Live(tendril);
+        }
     }
 
     fn remove(&mut self, id: ConnId) {
-        let slot = &mut self.slots[id.index as usize];
+        let index = id.index as usize;
+        let Some(slot) = self
+            .pages
+            .get_mut(index / PAGE)
+            .and_then(|page| page.get_mut(index % PAGE))
+        else {
+            return;
+        };
         let Some(entry) = slot.entry.take() else {
             return;
         };
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(id.index);
         self.live -= 1;
-        let key = (
-            entry.tendril.local_addr().clone(),
-            entry.tendril.remote_addr().clone(),
-        );
-        if self.table.get(&key) == Some(&id) {
-            self.table.remove(&key);
+        let hash = self.hasher.hash_one(&entry.key);
+        if let Ok(found) = self.table.find_entry(hash, |&i| i == id.index) {
+            found.remove();
         }
-        self.events
-            .push_back(TrackerEvent::Closed { id, remote: key.1 });
+        self.events.push_back(TrackerEvent::Closed {
+            id,
+            remote: entry.key.1,
+        });
     }
 }

@@ -13,9 +13,11 @@ use crate::{Addr, BoxFramer, FrameError, Framer, Layer, LayerError, Outgoing, Pr
 
 mod application;
 mod config;
+mod parked;
 
 pub use application::{AppError, Application, Reject};
 pub use config::Config;
+pub(crate) use parked::Parked;
 
 /// Why a connection closed. Reported exactly once per connection, through
 /// [`Event::Closed`] and [`Application::closed`].

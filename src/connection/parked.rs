@@ -1,0 +1,236 @@
+//! Parking: what an idle datagram peer keeps between datagrams.
+//!
+//! A tracked UDP peer spends nearly all its life idle. Between datagrams it needs only its
+//! framers, its last-receive time and its counters; everything else in a [`Tendril`] — buffers,
+//! queues, layers, deadlines, the configuration — is either empty or the same for every peer of a
+//! tracker. So the tracker keeps idle peers as [`Parked`] and runs each datagram through one
+//! spare `Tendril` that it reuses for every peer ([`Tendril::unpark`] / [`Tendril::park`]). A peer
+//! that is not quiescent after its datagram (bytes left, a timer, a layer, its own
+//! configuration, closing) stays a whole `Tendril` until it is.
+
+use alloc::boxed::Box;
+use core::marker::PhantomData;
+use core::time::Duration;
+
+use bytes::BytesMut;
+
+use super::{State, Stats, Tendril};
+use crate::{Addr, BoxFramer, Config, FrameError, Framer, Outgoing};
+
+/// An idle datagram peer: what survives between datagrams.
+pub(crate) struct Parked<In, Out> {
+    recv: BoxFramer<In>,
+    send: BoxFramer<Out>,
+    last_received: Duration,
+    stats: Stats,
+}
+
+impl<In, Out> Parked<In, Out> {
+    /// A new peer's state: its framers, received from at `now`.
+    pub(crate) fn new(recv: BoxFramer<In>, send: BoxFramer<Out>, now: Duration) -> Self {
+        Parked {
+            recv,
+            send,
+            last_received: now,
+            stats: Stats::default(),
+        }
+    }
+
+    /// When the peer idles out under `config`.
+    pub(crate) fn idle_deadline(&self, config: &Config) -> Option<Duration> {
+        config.idle_timeout.map(|idle| self.last_received + idle)
+    }
+
+    /// Its counters.
+    pub(crate) fn stats(&self) -> Stats {
+        self.stats
+    }
+}
+
+/// The framer of a tendril that holds no peer: frames nothing and encodes nothing. A zero-sized
+/// type, so boxing it allocates nothing.
+struct Vacant<F>(PhantomData<fn() -> F>);
+
+impl<F> Framer for Vacant<F> {
+    type Frame = F;
+
+    fn frameify(&mut self, _: &mut BytesMut) -> Result<Option<F>, FrameError> {
+        Ok(None)
+    }
+
+    fn frameify_eof(&mut self, _: &mut BytesMut) -> Result<Option<F>, FrameError> {
+        Ok(None)
+    }
+
+    fn streamify(&mut self, _: F, _: &mut Outgoing) -> Result<(), FrameError> {
+        Err(FrameError::Unencodable {
+            what: "frame",
+            reason: "the tendril holds no peer",
+        })
+    }
+}
+
+fn vacant<F: 'static>() -> BoxFramer<F> {
+    Box::new(Vacant(PhantomData))
+}
+
+impl<In: 'static, Out: 'static> Tendril<In, Out> {
+    /// A tendril that holds no peer yet, for [`unpark`](Self::unpark).
+    pub(crate) fn spare(proto: crate::Proto) -> Self {
+        Tendril::with_boxed(proto, vacant(), vacant())
+    }
+
+    /// Take a parked peer in: its framers, addresses and counters, the tracker's `config`, and
+    /// the state of an open connection that has buffered nothing. Whatever this tendril held
+    /// before (a peer that closed or was parked, or a rejected newcomer) is forgotten; its buffers'
+    /// memory is kept for reuse.
+    pub(crate) fn unpark(
+        &mut self,
+        parked: Parked<In, Out>,
+        local: &Addr,
+        remote: &Addr,
+        config: &Config,
+    ) {
+        self.recv = parked.recv;
+        self.send = parked.send;
+        self.local = local.clone();
+        self.remote = remote.clone();
+        self.config = *config;
+        self.recv_buf.clear();
+        self.out.clear();
+        self.datagrams.clear();
+        self.layers.clear();
+        self.state = State::Open;
+        self.eof = false;
+        self.closing = None;
+        self.events.clear();
+        self.want_writable = false;
+        self.finishing = false;
+        self.write_shut = false;
+        self.layers_closing = false;
+        self.layers_closed = false;
+        self.recv_paused = false;
+        self.now = parked.last_received;
+        self.last_received = parked.last_received;
+        self.frame_started = None;
+        self.linger_deadline = None;
+        self.timer = None;
+        self.stats = parked.stats;
+    }
+
+    /// `true` when nothing but the parked state is left to keep: open, nothing buffered,
+    /// queued or pending, no layer, no timer, and the tracker's own `config`.
+    pub(crate) fn can_park(&self, config: &Config) -> bool {
+        self.state == State::Open
+            && self.recv_buf.is_empty()
+            && self.out.is_empty()
+            && self.datagrams.is_empty()
+            && self.events.is_empty()
+            && self.layers.is_empty()
+            && !self.eof
+            && !self.want_writable
+            && !self.finishing
+            && !self.recv_paused
+            && self.frame_started.is_none()
+            && self.timer.is_none()
+            && self.config == *config
+    }
+
+    /// Move the peer out (check [`can_park`](Self::can_park) first); this tendril is left
+    /// holding no peer, ready for the next [`unpark`](Self::unpark).
+    pub(crate) fn park(&mut self) -> Parked<In, Out> {
+        Parked {
+            recv: core::mem::replace(&mut self.recv, vacant()),
+            send: core::mem::replace(&mut self.send, vacant()),
+            last_received: self.last_received,
+            stats: self.stats,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Identity, Proto};
+    use bytes::Bytes;
+
+    fn addr(s: &str) -> Addr {
+        Addr::Ip(s.parse().unwrap())
+    }
+
+    #[test]
+    fn a_peer_survives_parking_with_its_framers_and_counters() {
+        let config = Config::default();
+        let mut spare: Tendril = Tendril::spare(Proto::UDP);
+        let parked = Parked::new(
+            crate::Line::lf().boxed(),
+            Identity::new().boxed(),
+            Duration::ZERO,
+        );
+        let (local, remote) = (addr("127.0.0.1:53"), addr("127.0.0.1:4000"));
+        spare.unpark(parked, &local, &remote, &config);
+        spare.handle_datagram(Duration::from_secs(1), b"a\nb\n", false);
+        assert_eq!(spare.poll_frame().unwrap(), "a");
+        assert_eq!(spare.poll_frame().unwrap(), "b");
+        assert!(spare.poll_frame().is_none());
+        assert!(spare.can_park(&config));
+        let parked = spare.park();
+        assert_eq!(parked.stats().frames_received, 2);
+        assert_eq!(
+            parked.idle_deadline(&Config {
+                idle_timeout: Some(Duration::from_secs(5)),
+                ..config
+            }),
+            Some(Duration::from_secs(6))
+        );
+
+        // The spare frames nothing while it holds no peer.
+        spare.handle_datagram(Duration::from_secs(2), b"x\n", false);
+        assert!(spare.poll_frame().is_none());
+
+        spare.unpark(parked, &local, &remote, &config);
+        assert_eq!(spare.remote_addr(), &remote);
+        spare.handle_datagram(Duration::from_secs(3), b"c\n", false);
+        assert_eq!(spare.poll_frame().unwrap(), "c");
+        assert_eq!(spare.stats().frames_received, 3);
+        assert!(spare.send_frame(Bytes::from("reply")).is_ok());
+        assert!(
+            !spare.can_park(&config),
+            "a queued datagram must not be parked"
+        );
+    }
+
+    #[test]
+    fn a_peer_with_state_of_its_own_is_not_parked() {
+        let config = Config::default();
+        let mut t: Tendril = Tendril::spare(Proto::UDP);
+        let fresh = |t: &mut Tendril| {
+            t.unpark(
+                Parked::new(
+                    Identity::new().boxed(),
+                    Identity::new().boxed(),
+                    Duration::ZERO,
+                ),
+                &Addr::Unnamed,
+                &Addr::Unnamed,
+                &config,
+            )
+        };
+        fresh(&mut t);
+        assert!(t.can_park(&config));
+        t.set_timer(Some(Duration::from_secs(1)));
+        assert!(!t.can_park(&config));
+        fresh(&mut t);
+        t.pause_recv(true);
+        assert!(!t.can_park(&config));
+        fresh(&mut t);
+        t.set_config(Config {
+            frame_timeout: Some(Duration::from_secs(1)),
+            ..config
+        });
+        assert!(!t.can_park(&config));
+        fresh(&mut t);
+        t.close();
+        assert!(!t.can_park(&config));
+    }
+}
