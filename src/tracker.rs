@@ -7,7 +7,8 @@ use alloc::vec::Vec;
 use bytes::Bytes;
 use core::cmp::Reverse;
 use core::fmt;
-use core::hash::BuildHasher;
+use core::hash::{BuildHasher, Hash, Hasher};
+use core::net::SocketAddr;
 use core::time::Duration;
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
@@ -137,6 +138,25 @@ type Key = (Addr, Addr);
 
 type Pages<In, Out, A> = Vec<Vec<Slot<In, Out, A>>>;
 
+/// The hash of a key: IP addresses as one or two words each rather than field by field (the
+/// derived `Hash` of `SocketAddr`), as this runs for every datagram.
+fn hash_key(hasher: &DefaultHashBuilder, (local, remote): &Key) -> u64 {
+    let mut h = hasher.build_hasher();
+    for addr in [local, remote] {
+        match addr {
+            Addr::Ip(SocketAddr::V4(a)) => {
+                h.write_u64(u64::from(a.ip().to_bits()) << 16 | u64::from(a.port()))
+            }
+            Addr::Ip(SocketAddr::V6(a)) => {
+                h.write_u128(a.ip().to_bits());
+                h.write_u64(u64::from(a.port()) << 32 | u64::from(a.scope_id()));
+            }
+            other => other.hash(&mut h),
+        }
+    }
+    h.finish()
+}
+
 fn slot_at<In, Out, A>(pages: &Pages<In, Out, A>, index: u32) -> Option<&Slot<In, Out, A>> {
     let index = index as usize;
     pages.get(index / PAGE)?.get(index % PAGE)
@@ -244,8 +264,9 @@ pub struct Tracker<In, Out, A> {
     pages: Pages<In, Out, A>,
     free: Vec<u32>,
     live: usize,
-    /// The tendril each parked peer is unparked into while a datagram (or a call) works on it.
-    spare: Option<Box<Tendril<In, Out>>>,
+    /// The tendril each parked peer is unparked into while a datagram (or a call) works on it,
+    /// and whether `park` left it clean (nothing to reset).
+    spare: Option<(Box<Tendril<In, Out>>, bool)>,
     /// Peers not yet established, oldest first (stale handles are skipped).
     unestablished: VecDeque<ConnId>,
     timers: BinaryHeap<Reverse<(Duration, ConnId)>>,
@@ -359,7 +380,7 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
     ) -> Option<R> {
         let mut tendril = self.activate(id)?;
         let Some(entry) = entry_at_mut(&mut self.pages, id) else {
-            self.keep_spare(tendril);
+            self.keep_spare(tendril, false);
             return None;
         };
         let result = f(&mut tendril, &mut entry.app);
@@ -382,7 +403,7 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         let app = match acceptor(&mut tendril) {
             Ok(app) => app,
             Err(reason) => {
-                self.keep_spare(tendril);
+                self.keep_spare(tendril, false);
                 return Err(reason);
             }
         };
@@ -501,7 +522,7 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
     // ---- internals ---------------------------------------------------------------------
 
     fn find(&self, key: &Key) -> Option<ConnId> {
-        let hash = self.hasher.hash_one(key);
+        let hash = hash_key(&self.hasher, key);
         let pages = &self.pages;
         let index = *self.table.find(hash, |&i| {
             slot_at(pages, i)
@@ -512,16 +533,17 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         Some(ConnId { index, generation })
     }
 
-    /// The spare tendril, or a new one.
-    fn take_spare(&mut self) -> Box<Tendril<In, Out>> {
+    /// The spare tendril (or a new one), and whether it is clean.
+    fn take_spare(&mut self) -> (Box<Tendril<In, Out>>, bool) {
         self.spare
             .take()
-            .unwrap_or_else(|| Box::new(Tendril::spare(self.proto)))
+            .unwrap_or_else(|| (Box::new(Tendril::spare(self.proto)), false))
     }
 
-    fn keep_spare(&mut self, tendril: Box<Tendril<In, Out>>) {
+    /// Keep `tendril` as the spare; `clean`: `park` just emptied it.
+    fn keep_spare(&mut self, tendril: Box<Tendril<In, Out>>, clean: bool) {
         if self.spare.is_none() {
-            self.spare = Some(tendril);
+            self.spare = Some((tendril, clean));
         }
     }
 
@@ -532,9 +554,9 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         match core::mem::replace(&mut entry.peer, PeerState::Busy) {
             PeerState::Live(tendril) => Some(tendril),
             PeerState::Parked(parked) => {
-                let mut tendril = self.take_spare();
-                let entry = entry_at_mut(&mut self.pages, id)?;
-                tendril.unpark(parked, &entry.key.0, &entry.key.1, &self.peer_config);
+                let (mut tendril, clean) = self.take_spare();
+                let key = &entry_at(&self.pages, id)?.key;
+                tendril.unpark(parked, &key.0, &key.1, &self.peer_config, clean);
                 Some(tendril)
             }
             PeerState::Busy => None,
@@ -544,12 +566,13 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
     /// A new peer's tendril at `key`, with fresh framers, for the acceptor to see.
     fn newcomer(&mut self, now: Duration, key: &Key) -> Box<Tendril<In, Out>> {
         let (recv, send) = (self.framers)();
-        let mut tendril = self.take_spare();
+        let (mut tendril, clean) = self.take_spare();
         tendril.unpark(
             Parked::new(recv, send, now),
             &key.0,
             &key.1,
             &self.peer_config,
+            clean,
         );
         tendril
     }
@@ -576,7 +599,7 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
                 Some((id, tendril))
             }
             Err(reason) => {
-                self.keep_spare(tendril);
+                self.keep_spare(tendril, false);
                 if self.rejected.len() < self.config.max_rejected {
                     let until = now + self.config.reject_ttl;
                     self.rejected.insert(key.clone(), until);
@@ -593,7 +616,7 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
 
     /// A new entry for `key`, its tendril taken out (to be handed back with `settle`).
     fn insert(&mut self, key: Key, app: A) -> ConnId {
-        let hash = self.hasher.hash_one(&key);
+        let hash = hash_key(&self.hasher, &key);
         let entry = Entry {
             key,
             peer: PeerState::Busy,
@@ -633,7 +656,7 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         self.table.insert_unique(hash, id.index, |&i| {
             slot_at(pages, i)
                 .and_then(|slot| slot.entry.as_ref())
-                .map_or(0, |entry| hasher.hash_one(&entry.key))
+                .map_or(0, |entry| hash_key(hasher, &entry.key))
         });
         self.unestablished.push_back(id);
         if self.unestablished.len() > 2 * self.live + 64 {
@@ -673,7 +696,7 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
     /// (parked if it is quiescent).
     fn settle(&mut self, now: Duration, id: ConnId, mut tendril: Box<Tendril<In, Out>>) {
         let Some(entry) = entry_at_mut(&mut self.pages, id) else {
-            self.keep_spare(tendril);
+            self.keep_spare(tendril, false);
             return;
         };
         tendril.dispatch(&mut entry.app);
@@ -693,7 +716,7 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         }
         if tendril.is_closed() {
             self.remove(id);
-            self.keep_spare(tendril);
+            self.keep_spare(tendril, false);
             return;
         }
         if let Some(at) = tendril.poll_timeout() {
@@ -704,7 +727,7 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         }
         if tendril.can_park(&self.peer_config) {
             entry.peer = PeerState::Parked(tendril.park());
-            self.keep_spare(tendril);
+            self.keep_spare(tendril, true);
         } else {
             entry.peer = PeerState::Live(tendril);
         }
@@ -725,7 +748,7 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(id.index);
         self.live -= 1;
-        let hash = self.hasher.hash_one(&entry.key);
+        let hash = hash_key(&self.hasher, &entry.key);
         if let Ok(found) = self.table.find_entry(hash, |&i| i == id.index) {
             found.remove();
         }
@@ -733,5 +756,120 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
             id,
             remote: entry.key.1,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AppError, Framer, Identity};
+    use core::net::SocketAddr;
+
+    /// Echoes; `timer` and `pause` ask it to keep state of its own (a timer, paused delivery).
+    #[derive(Default)]
+    struct Peer {
+        frames: usize,
+        timers: usize,
+    }
+
+    impl Application for Peer {
+        fn recv_frame(&mut self, t: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+            self.frames += 1;
+            match &frame[..] {
+                b"timer" => t.set_timer(Some(t.now() + Duration::from_secs(1))),
+                b"pause" => t.pause_recv(true),
+                _ => {}
+            }
+            t.send_frame(frame)?;
+            Ok(())
+        }
+
+        fn timer(&mut self, t: &mut Tendril) {
+            self.timers += 1;
+            let _ = t.send_frame(Bytes::from_static(b"tick"));
+        }
+    }
+
+    fn tracker(config: TrackerConfig) -> Tracker<Bytes, Bytes, Peer> {
+        Tracker::new(
+            Proto::UDP,
+            config,
+            || (Identity::new().boxed(), Identity::new().boxed()),
+            |_: &mut Tendril| Ok(Peer::default()),
+        )
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn is_parked(tracker: &Tracker<Bytes, Bytes, Peer>, id: ConnId) -> bool {
+        entry_at(&tracker.pages, id).is_some_and(|e| matches!(e.peer, PeerState::Parked(_)))
+    }
+
+    fn replies(tracker: &mut Tracker<Bytes, Bytes, Peer>) -> Vec<Bytes> {
+        core::iter::from_fn(|| tracker.poll_transmit())
+            .map(|t| t.data)
+            .collect()
+    }
+
+    #[test]
+    fn a_peer_is_parked_between_datagrams_and_live_while_it_has_state() {
+        let mut tracker = tracker(TrackerConfig::default());
+        let (local, remote) = (addr(53), addr(4000));
+        let t0 = Duration::from_secs(10);
+        tracker.handle_datagram(t0, local, remote, b"hello", false);
+        let id = tracker.lookup(&local.into(), &remote.into()).unwrap();
+        assert!(is_parked(&tracker, id));
+        assert_eq!(replies(&mut tracker), ["hello"]);
+
+        // A timer is state of its own: the peer stays whole until the timer has fired.
+        tracker.handle_datagram(t0, local, remote, b"timer", false);
+        assert!(!is_parked(&tracker, id));
+        assert_eq!(tracker.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+        tracker.handle_timeout(t0 + Duration::from_secs(1));
+        assert_eq!(replies(&mut tracker), ["timer", "tick"]);
+        assert!(is_parked(&tracker, id), "parked again once quiescent");
+        assert_eq!(tracker.with(t0, id, |_, app| app.timers), Some(1));
+
+        // Paused delivery keeps the next datagram buffered; resuming delivers it.
+        tracker.handle_datagram(t0, local, remote, b"pause", false);
+        tracker.handle_datagram(t0, local, remote, b"later", false);
+        assert!(!is_parked(&tracker, id));
+        assert_eq!(replies(&mut tracker), ["pause"]);
+        tracker.with(t0, id, |t, _| t.pause_recv(false));
+        assert_eq!(replies(&mut tracker), ["later"]);
+        assert!(is_parked(&tracker, id));
+
+        let peer = tracker.get(id).unwrap();
+        assert_eq!(peer.stats().frames_received, 4);
+        assert_eq!(peer.remote_addr(), &Addr::from(remote));
+        assert_eq!(tracker.with(t0, id, |_, app| app.frames), Some(4));
+
+        // A parked peer idles out at its last receive plus the idle timeout, not earlier.
+        let idle = TrackerConfig::default().idle_timeout;
+        tracker.handle_timeout(t0 + idle - Duration::from_millis(1));
+        assert_eq!(tracker.len(), 1);
+        tracker.handle_timeout(t0 + idle);
+        assert!(tracker.is_empty());
+    }
+
+    #[test]
+    fn the_queue_of_unestablished_peers_stays_proportional_to_the_table() {
+        let mut tracker = tracker(TrackerConfig {
+            idle_timeout: Duration::from_secs(1),
+            ..TrackerConfig::default()
+        });
+        for round in 0..100u64 {
+            let now = Duration::from_secs(round * 2);
+            for port in 0..100 {
+                let remote = addr(1000 + (round * 100 + port) as u16 % 60_000);
+                tracker.handle_datagram(now, addr(53), remote, b"x", false);
+            }
+            tracker.handle_timeout(now + Duration::from_secs(1));
+            assert!(tracker.is_empty());
+        }
+        // 10,000 peers came and went; the queue holds at most a few table's worth of handles.
+        assert!(tracker.unestablished.len() <= 2 * 100 + 64 + 1);
     }
 }

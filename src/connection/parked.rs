@@ -83,38 +83,43 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
     /// Take a parked peer in: its framers, addresses and counters, the tracker's `config`, and
     /// the state of an open connection that has buffered nothing. Whatever this tendril held
     /// before (a peer that closed or was parked, or a rejected newcomer) is forgotten; its buffers'
-    /// memory is kept for reuse.
+    /// memory is kept for reuse. `clean`: this tendril was emptied by [`park`](Self::park) and
+    /// nothing touched it since, so it is already in that state apart from the peer's own parts.
     pub(crate) fn unpark(
         &mut self,
         parked: Parked<In, Out>,
         local: &Addr,
         remote: &Addr,
         config: &Config,
+        clean: bool,
     ) {
+        if !clean {
+            self.config = *config;
+            self.recv_buf.clear();
+            self.out.clear();
+            self.datagrams.clear();
+            self.layers.clear();
+            self.state = State::Open;
+            self.eof = false;
+            self.closing = None;
+            self.events.clear();
+            self.want_writable = false;
+            self.finishing = false;
+            self.write_shut = false;
+            self.layers_closing = false;
+            self.layers_closed = false;
+            self.recv_paused = false;
+            self.frame_started = None;
+            self.linger_deadline = None;
+            self.timer = None;
+        }
+        debug_assert!(self.can_park(config));
         self.recv = parked.recv;
         self.send = parked.send;
         self.local = local.clone();
         self.remote = remote.clone();
-        self.config = *config;
-        self.recv_buf.clear();
-        self.out.clear();
-        self.datagrams.clear();
-        self.layers.clear();
-        self.state = State::Open;
-        self.eof = false;
-        self.closing = None;
-        self.events.clear();
-        self.want_writable = false;
-        self.finishing = false;
-        self.write_shut = false;
-        self.layers_closing = false;
-        self.layers_closed = false;
-        self.recv_paused = false;
         self.now = parked.last_received;
         self.last_received = parked.last_received;
-        self.frame_started = None;
-        self.linger_deadline = None;
-        self.timer = None;
         self.stats = parked.stats;
     }
 
@@ -168,7 +173,7 @@ mod tests {
             Duration::ZERO,
         );
         let (local, remote) = (addr("127.0.0.1:53"), addr("127.0.0.1:4000"));
-        spare.unpark(parked, &local, &remote, &config);
+        spare.unpark(parked, &local, &remote, &config, false);
         spare.handle_datagram(Duration::from_secs(1), b"a\nb\n", false);
         assert_eq!(spare.poll_frame().unwrap(), "a");
         assert_eq!(spare.poll_frame().unwrap(), "b");
@@ -188,7 +193,7 @@ mod tests {
         spare.handle_datagram(Duration::from_secs(2), b"x\n", false);
         assert!(spare.poll_frame().is_none());
 
-        spare.unpark(parked, &local, &remote, &config);
+        spare.unpark(parked, &local, &remote, &config, false);
         assert_eq!(spare.remote_addr(), &remote);
         spare.handle_datagram(Duration::from_secs(3), b"c\n", false);
         assert_eq!(spare.poll_frame().unwrap(), "c");
@@ -214,6 +219,7 @@ mod tests {
                 &Addr::Unnamed,
                 &Addr::Unnamed,
                 &config,
+                false,
             )
         };
         fresh(&mut t);
