@@ -8,7 +8,7 @@ use bytes::Bytes;
 use core::cmp::Reverse;
 use core::fmt;
 use core::hash::{BuildHasher, Hash, Hasher};
-use core::net::SocketAddr;
+use core::net::{SocketAddr, SocketAddrV4};
 use core::time::Duration;
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
@@ -110,11 +110,9 @@ const PAGE: usize = 256;
 
 struct Entry<In, Out, A> {
     /// (local, remote), canonical: the table's key, stored once.
-    key: Key,
+    key: StoredKey,
     peer: PeerState<In, Out>,
     app: A,
-    received: bool,
-    sent: bool,
     /// The deadline this entry is queued under in the timer heap.
     scheduled: Option<Duration>,
 }
@@ -129,12 +127,69 @@ enum PeerState<In, Out> {
     Busy,
 }
 
+/// Aligned to a cache line: a slot with a small application (up to about 8 bytes) fills exactly
+/// two lines, which is what one datagram touches of it.
+#[repr(align(64))]
 struct Slot<In, Out, A> {
     generation: u32,
+    /// The entry's peer has sent a datagram / been sent one (both: established).
+    received: bool,
+    sent: bool,
     entry: Option<Entry<In, Out, A>>,
 }
 
 type Key = (Addr, Addr);
+
+/// A key as an entry stores it: an IPv4 pair in 12 bytes, anything else boxed, so the usual
+/// slot stays within two cache lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StoredKey {
+    V4(SocketAddrV4, SocketAddrV4),
+    Other(Box<Key>),
+}
+
+impl StoredKey {
+    fn new(key: Key) -> Self {
+        match key {
+            (Addr::Ip(SocketAddr::V4(local)), Addr::Ip(SocketAddr::V4(remote))) => {
+                StoredKey::V4(local, remote)
+            }
+            other => StoredKey::Other(Box::new(other)),
+        }
+    }
+
+    fn matches(&self, key: &Key) -> bool {
+        match (self, key) {
+            (
+                StoredKey::V4(local, remote),
+                (Addr::Ip(SocketAddr::V4(l)), Addr::Ip(SocketAddr::V4(r))),
+            ) => local == l && remote == r,
+            (StoredKey::Other(stored), key) => **stored == *key,
+            _ => false,
+        }
+    }
+
+    fn local(&self) -> Addr {
+        match self {
+            StoredKey::V4(local, _) => Addr::Ip(SocketAddr::V4(*local)),
+            StoredKey::Other(key) => key.0.clone(),
+        }
+    }
+
+    fn remote(&self) -> Addr {
+        match self {
+            StoredKey::V4(_, remote) => Addr::Ip(SocketAddr::V4(*remote)),
+            StoredKey::Other(key) => key.1.clone(),
+        }
+    }
+
+    fn hash(&self, hasher: &DefaultHashBuilder) -> u64 {
+        match self {
+            StoredKey::V4(..) => hash_key(hasher, &(self.local(), self.remote())),
+            StoredKey::Other(key) => hash_key(hasher, key),
+        }
+    }
+}
 
 type Pages<In, Out, A> = Vec<Vec<Slot<In, Out, A>>>;
 
@@ -162,6 +217,22 @@ fn slot_at<In, Out, A>(pages: &Pages<In, Out, A>, index: u32) -> Option<&Slot<In
     pages.get(index / PAGE)?.get(index % PAGE)
 }
 
+fn live_slot_mut<In, Out, A>(
+    pages: &mut Pages<In, Out, A>,
+    id: ConnId,
+) -> Option<&mut Slot<In, Out, A>> {
+    let index = id.index as usize;
+    let slot = pages.get_mut(index / PAGE)?.get_mut(index % PAGE)?;
+    (slot.generation == id.generation && slot.entry.is_some()).then_some(slot)
+}
+
+/// `true` if `id` is tracked and has not exchanged datagrams both ways.
+fn unestablished_at<In, Out, A>(pages: &Pages<In, Out, A>, id: ConnId) -> bool {
+    slot_at(pages, id.index).is_some_and(|slot| {
+        slot.generation == id.generation && slot.entry.is_some() && !(slot.received && slot.sent)
+    })
+}
+
 fn entry_at<In, Out, A>(pages: &Pages<In, Out, A>, id: ConnId) -> Option<&Entry<In, Out, A>> {
     let slot = slot_at(pages, id.index)?;
     if slot.generation != id.generation {
@@ -183,22 +254,23 @@ fn entry_at_mut<In, Out, A>(
 }
 
 /// A tracked peer as [`Tracker::get`] shows it: its addresses and counters.
-#[derive(Debug, Clone, Copy)]
-pub struct TrackedPeer<'a> {
-    key: &'a Key,
+#[derive(Debug, Clone)]
+pub struct TrackedPeer {
+    local: Addr,
+    remote: Addr,
     stats: Stats,
     open: bool,
 }
 
-impl<'a> TrackedPeer<'a> {
+impl TrackedPeer {
     /// The local address its datagrams arrive on.
-    pub fn local_addr(&self) -> &'a Addr {
-        &self.key.0
+    pub fn local_addr(&self) -> &Addr {
+        &self.local
     }
 
     /// The peer's address.
-    pub fn remote_addr(&self) -> &'a Addr {
-        &self.key.1
+    pub fn remote_addr(&self) -> &Addr {
+        &self.remote
     }
 
     /// Its byte and frame counters.
@@ -356,7 +428,7 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
 
     /// A tracked peer's addresses and counters. To work on its connection use
     /// [`with`](Self::with).
-    pub fn get(&self, id: ConnId) -> Option<TrackedPeer<'_>> {
+    pub fn get(&self, id: ConnId) -> Option<TrackedPeer> {
         let entry = entry_at(&self.pages, id)?;
         let (stats, open) = match &entry.peer {
             PeerState::Parked(parked) => (parked.stats(), true),
@@ -364,7 +436,8 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
             PeerState::Busy => (Stats::default(), false),
         };
         Some(TrackedPeer {
-            key: &entry.key,
+            local: entry.key.local(),
+            remote: entry.key.remote(),
             stats,
             open,
         })
@@ -436,8 +509,8 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
                 None => return,
             },
         };
-        if let Some(entry) = entry_at_mut(&mut self.pages, id) {
-            entry.received = true;
+        if let Some(slot) = live_slot_mut(&mut self.pages, id) {
+            slot.received = true;
         }
         tendril.handle_datagram(now, data, truncated);
         self.settle(now, id, tendril);
@@ -527,7 +600,7 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         let index = *self.table.find(hash, |&i| {
             slot_at(pages, i)
                 .and_then(|slot| slot.entry.as_ref())
-                .is_some_and(|entry| entry.key == *key)
+                .is_some_and(|entry| entry.key.matches(key))
         })?;
         let generation = slot_at(pages, index)?.generation;
         Some(ConnId { index, generation })
@@ -556,7 +629,8 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
             PeerState::Parked(parked) => {
                 let (mut tendril, clean) = self.take_spare();
                 let key = &entry_at(&self.pages, id)?.key;
-                tendril.unpark(parked, &key.0, &key.1, &self.peer_config, clean);
+                let (local, remote) = (key.local(), key.remote());
+                tendril.unpark(parked, local, remote, &self.peer_config, clean);
                 Some(tendril)
             }
             PeerState::Busy => None,
@@ -569,8 +643,8 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         let (mut tendril, clean) = self.take_spare();
         tendril.unpark(
             Parked::new(recv, send, now),
-            &key.0,
-            &key.1,
+            key.0.clone(),
+            key.1.clone(),
             &self.peer_config,
             clean,
         );
@@ -618,11 +692,9 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
     fn insert(&mut self, key: Key, app: A) -> ConnId {
         let hash = hash_key(&self.hasher, &key);
         let entry = Entry {
-            key,
+            key: StoredKey::new(key),
             peer: PeerState::Busy,
             app,
-            received: false,
-            sent: false,
             scheduled: None,
         };
         let id = match self.free.pop() {
@@ -630,6 +702,8 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
                 let page = &mut self.pages[index as usize / PAGE];
                 let slot = &mut page[index as usize % PAGE];
                 slot.entry = Some(entry);
+                slot.received = false;
+                slot.sent = false;
                 ConnId {
                     index,
                     generation: slot.generation,
@@ -643,6 +717,8 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
                 let page = &mut self.pages[pages];
                 page.push(Slot {
                     generation: 0,
+                    received: false,
+                    sent: false,
                     entry: Some(entry),
                 });
                 ConnId {
@@ -656,16 +732,14 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         self.table.insert_unique(hash, id.index, |&i| {
             slot_at(pages, i)
                 .and_then(|slot| slot.entry.as_ref())
-                .map_or(0, |entry| hash_key(hasher, &entry.key))
+                .map_or(0, |entry| entry.key.hash(hasher))
         });
         self.unestablished.push_back(id);
         if self.unestablished.len() > 2 * self.live + 64 {
             // Peers that closed or established since they were queued: drop them, so the queue
             // stays proportional to the table however many peers come and go.
             let pages = &self.pages;
-            self.unestablished.retain(|&id| {
-                entry_at(pages, id).is_some_and(|entry| !(entry.received && entry.sent))
-            });
+            self.unestablished.retain(|&id| unestablished_at(pages, id));
         }
         id
     }
@@ -673,12 +747,9 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
     /// Evict the oldest peer that has not exchanged traffic both ways. `false` if there is none.
     fn evict_one(&mut self, now: Duration) -> bool {
         while let Some(id) = self.unestablished.pop_front() {
-            match entry_at(&self.pages, id) {
-                Some(e) if !(e.received && e.sent) => {
-                    self.close_entry(now, id, CloseReason::Evicted);
-                    return true;
-                }
-                _ => continue,
+            if unestablished_at(&self.pages, id) {
+                self.close_entry(now, id, CloseReason::Evicted);
+                return true;
             }
         }
         false
@@ -695,8 +766,11 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
     /// finish a close, remove it once closed, queue its next deadline, and put its tendril back
     /// (parked if it is quiescent).
     fn settle(&mut self, now: Duration, id: ConnId, mut tendril: Box<Tendril<In, Out>>) {
-        let Some(entry) = entry_at_mut(&mut self.pages, id) else {
+        let Some(slot) = live_slot_mut(&mut self.pages, id) else {
             self.keep_spare(tendril, false);
+            return;
+        };
+        let Some(entry) = slot.entry.as_mut() else {
             return;
         };
         tendril.dispatch(&mut entry.app);
@@ -704,12 +778,12 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         while let Some(data) = tendril.poll_datagram() {
             sent = true;
             self.transmits.push_back(Transmit {
-                local: entry.key.0.clone(),
-                remote: entry.key.1.clone(),
+                local: tendril.local_addr().clone(),
+                remote: tendril.remote_addr().clone(),
                 data,
             });
         }
-        entry.sent |= sent;
+        slot.sent |= sent;
         if tendril.wants_shutdown() {
             tendril.handle_shutdown(now);
             tendril.dispatch(&mut entry.app);
@@ -748,13 +822,13 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(id.index);
         self.live -= 1;
-        let hash = hash_key(&self.hasher, &entry.key);
+        let hash = entry.key.hash(&self.hasher);
         if let Ok(found) = self.table.find_entry(hash, |&i| i == id.index) {
             found.remove();
         }
         self.events.push_back(TrackerEvent::Closed {
             id,
-            remote: entry.key.1,
+            remote: entry.key.remote(),
         });
     }
 }
@@ -852,6 +926,51 @@ mod tests {
         assert_eq!(tracker.len(), 1);
         tracker.handle_timeout(t0 + idle);
         assert!(tracker.is_empty());
+    }
+
+    #[test]
+    fn a_slot_fills_two_cache_lines() {
+        struct Stateless;
+        impl Application for Stateless {
+            fn recv_frame(&mut self, _: &mut Tendril, _: Bytes) -> Result<(), AppError> {
+                Ok(())
+            }
+        }
+        assert_eq!(core::mem::size_of::<Slot<Bytes, Bytes, Stateless>>(), 128);
+        assert_eq!(core::mem::size_of::<Slot<Bytes, Bytes, u64>>(), 128);
+        assert_eq!(core::mem::size_of::<StoredKey>(), 16);
+    }
+
+    #[test]
+    fn keys_other_than_ipv4_pairs_are_stored_boxed_and_found() {
+        let mut tracker = tracker(TrackerConfig::default());
+        let v6: SocketAddr = "[::1]:53".parse().unwrap();
+        let peers: [SocketAddr; 3] = [
+            "[2001:db8::1]:4000".parse().unwrap(),
+            "[::ffff:192.0.2.1]:4000".parse().unwrap(),
+            "192.0.2.1:4000".parse().unwrap(),
+        ];
+        for peer in peers {
+            tracker.handle_datagram(Duration::ZERO, v6, peer, b"x", false);
+        }
+        tracker.handle_datagram(Duration::ZERO, addr(53), peers[2], b"x", false);
+        // The IPv4-mapped peer and the plain IPv4 one are the same peer on the IPv6 socket.
+        assert_eq!(tracker.len(), 3);
+        for (local, peer) in [(v6, peers[0]), (v6, peers[2]), (addr(53), peers[2])] {
+            let id = tracker.lookup(&local.into(), &peer.into()).unwrap();
+            let found = tracker.get(id).unwrap();
+            assert_eq!(found.local_addr(), &Addr::from(local));
+            assert_eq!(found.remote_addr(), &Addr::from(peer));
+        }
+        let to: Vec<Addr> = core::iter::from_fn(|| tracker.poll_transmit())
+            .map(|t| t.remote)
+            .collect();
+        assert_eq!(to.len(), 4);
+        assert_eq!(
+            to[1],
+            Addr::from(peers[2]),
+            "replies go to the canonical address"
+        );
     }
 
     #[test]

@@ -88,8 +88,8 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
     pub(crate) fn unpark(
         &mut self,
         parked: Parked<In, Out>,
-        local: &Addr,
-        remote: &Addr,
+        local: Addr,
+        remote: Addr,
         config: &Config,
         clean: bool,
     ) {
@@ -116,8 +116,8 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
         debug_assert!(self.can_park(config));
         self.recv = parked.recv;
         self.send = parked.send;
-        self.local = local.clone();
-        self.remote = remote.clone();
+        self.local = local;
+        self.remote = remote;
         self.now = parked.last_received;
         self.last_received = parked.last_received;
         self.stats = parked.stats;
@@ -173,7 +173,7 @@ mod tests {
             Duration::ZERO,
         );
         let (local, remote) = (addr("127.0.0.1:53"), addr("127.0.0.1:4000"));
-        spare.unpark(parked, &local, &remote, &config, false);
+        spare.unpark(parked, local.clone(), remote.clone(), &config, false);
         spare.handle_datagram(Duration::from_secs(1), b"a\nb\n", false);
         assert_eq!(spare.poll_frame().unwrap(), "a");
         assert_eq!(spare.poll_frame().unwrap(), "b");
@@ -193,7 +193,7 @@ mod tests {
         spare.handle_datagram(Duration::from_secs(2), b"x\n", false);
         assert!(spare.poll_frame().is_none());
 
-        spare.unpark(parked, &local, &remote, &config, false);
+        spare.unpark(parked, local.clone(), remote.clone(), &config, false);
         assert_eq!(spare.remote_addr(), &remote);
         spare.handle_datagram(Duration::from_secs(3), b"c\n", false);
         assert_eq!(spare.poll_frame().unwrap(), "c");
@@ -216,8 +216,8 @@ mod tests {
                     Identity::new().boxed(),
                     Duration::ZERO,
                 ),
-                &Addr::Unnamed,
-                &Addr::Unnamed,
+                Addr::Unnamed,
+                Addr::Unnamed,
                 &config,
                 false,
             )
