@@ -6,7 +6,15 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 /// Bodies at least this long are queued as `Bytes` instead of being copied.
 ///
 /// Below it a copy into the contiguous tail is cheaper than another `iovec` in the write.
-pub const COPY_THRESHOLD: usize = 256;
+pub const COPY_THRESHOLD: usize = 4096;
+
+/// Spare room kept in the tail when it is split off in front of a body queued by reference, so
+/// the headers and trailers of the next such bodies share one buffer instead of each needing a
+/// new one.
+const TAIL_HEADROOM: usize = 4096;
+
+/// Below this much spare room the tail gets [`TAIL_HEADROOM`] more before it is split.
+const MIN_SPARE: usize = 64;
 
 /// Bytes waiting to be written, in order: a queue of shared [`Bytes`] chunks followed by a
 /// contiguous tail for small writes.
@@ -23,12 +31,12 @@ pub const COPY_THRESHOLD: usize = 256;
 ///
 /// let mut out = Outgoing::new();
 /// out.put_slice(b"5:");
-/// out.put_bytes(Bytes::from(vec![b'x'; 1000])); // queued, not copied
+/// out.put_bytes(Bytes::from(vec![b'x'; 10_000])); // queued, not copied
 /// out.put_slice(b",");
-/// assert_eq!(out.remaining(), 1003);
+/// assert_eq!(out.remaining(), 10_003);
 /// assert_eq!(out.chunk(), b"5:");
 /// out.advance(2);
-/// assert_eq!(out.chunk().len(), 1000);
+/// assert_eq!(out.chunk().len(), 10_000);
 /// ```
 #[derive(Debug, Default)]
 pub struct Outgoing {
@@ -54,24 +62,53 @@ impl Outgoing {
     }
 
     /// Append a copy of `data`.
+    #[inline]
     pub fn put_slice(&mut self, data: &[u8]) {
         self.tail.extend_from_slice(data);
         self.len += data.len();
     }
 
     /// Append one byte.
+    #[inline]
     pub fn put_u8(&mut self, byte: u8) {
         self.tail.put_u8(byte);
         self.len += 1;
     }
 
     /// Append `data`; from [`COPY_THRESHOLD`] bytes on it is queued by reference, not copied.
+    #[inline]
     pub fn put_bytes(&mut self, data: Bytes) {
         if data.len() < COPY_THRESHOLD {
             self.put_slice(&data);
-            return;
+        } else {
+            self.queue_shared(data);
         }
+    }
+
+    /// Append `head ++ body ++ foot`: one copy into the tail for a small body, else `body` is
+    /// queued by reference between the copied `head` and `foot`.
+    #[inline]
+    pub(crate) fn put_framed(&mut self, head: &[u8], body: Bytes, foot: &[u8]) {
+        if body.len() < COPY_THRESHOLD {
+            let n = head.len() + body.len() + foot.len();
+            self.tail.reserve(n);
+            self.tail.extend_from_slice(head);
+            self.tail.extend_from_slice(&body);
+            self.tail.extend_from_slice(foot);
+            self.len += n;
+        } else {
+            self.put_slice(head);
+            self.queue_shared(body);
+            self.put_slice(foot);
+        }
+    }
+
+    /// Queue `data` by reference behind what the tail holds.
+    fn queue_shared(&mut self, data: Bytes) {
         if !self.tail.is_empty() {
+            if self.tail.capacity() - self.tail.len() < MIN_SPARE {
+                self.tail.reserve(TAIL_HEADROOM);
+            }
             self.queue.push_back(self.tail.split().freeze());
         }
         self.len += data.len();
@@ -212,7 +249,7 @@ mod tests {
     fn vectored_chunks_cover_everything() {
         let mut out = Outgoing::new();
         out.put_slice(b"head");
-        out.put_bytes(Bytes::from(vec![1u8; 300]));
+        out.put_bytes(Bytes::from(vec![1u8; COPY_THRESHOLD + 44]));
         out.put_slice(b"tail");
         let mut slices = [std::io::IoSlice::new(&[]); 8];
         let n = out.chunks_vectored(&mut slices);

@@ -1,6 +1,7 @@
+use alloc::boxed::Box;
+use alloc::vec::Vec;
 use bytes::{Buf, Bytes, BytesMut};
 use memchr::memmem::Finder;
-use smallvec::SmallVec;
 
 use crate::{ConfigError, FrameError, Framer, Outgoing};
 
@@ -30,6 +31,10 @@ use crate::{ConfigError, FrameError, Framer, Outgoing};
 #[derive(Debug, Clone)]
 pub struct Delimiter {
     finder: Finder<'static>,
+    /// Each `k` (0 < k < delimiter length) for which the delimiter's last `len - k` bytes equal
+    /// its first `len - k` bytes: a body ending with the delimiter's first `k` bytes would put a
+    /// delimiter `k` bytes before the real one (`\r\n.` before `\r\n.\r\n`).
+    overlaps: Box<[usize]>,
     keep: bool,
     scanner: Scanner,
 }
@@ -43,8 +48,12 @@ impl Delimiter {
         if delimiter.is_empty() {
             return Err(ConfigError::new("the delimiter must not be empty"));
         }
+        let overlaps: Vec<usize> = (1..delimiter.len())
+            .filter(|&k| delimiter[k..] == delimiter[..delimiter.len() - k])
+            .collect();
         Ok(Delimiter {
             finder: Finder::new(delimiter).into_owned(),
+            overlaps: overlaps.into_boxed_slice(),
             keep: false,
             scanner: Scanner::new(Self::DEFAULT_MAX),
         })
@@ -103,13 +112,17 @@ impl Framer for Delimiter {
             _ => &frame[..],
         };
         let body_len = body.len();
-        // The delimiter must first appear right after the body, also where the body's end and the
-        // delimiter overlap (a body ending in "\r\n." before "\r\n.\r\n").
-        let overlap = body_len.min(delimiter.len() - 1);
-        let mut seam: SmallVec<[u8; 64]> = SmallVec::new();
-        seam.extend_from_slice(&body[body_len - overlap..]);
-        seam.extend_from_slice(delimiter);
-        if self.finder.find(body).is_some() || self.finder.find(&seam) != Some(overlap) {
+        // The delimiter must first appear right after the body: not inside it, and not where the
+        // body's end and the delimiter overlap.
+        let inside = match delimiter {
+            [byte] => super::contains_byte(body, *byte),
+            _ => self.finder.find(body).is_some(),
+        };
+        let straddling = self
+            .overlaps
+            .iter()
+            .any(|&k| body.ends_with(&delimiter[..k]));
+        if inside || straddling {
             return Err(FrameError::Unencodable {
                 what: "delimited frame",
                 reason: "it contains the delimiter and would arrive as two frames",
@@ -123,12 +136,11 @@ impl Framer for Delimiter {
                 resynced: false,
             });
         }
-        let whole = body_len + delimiter.len() == frame.len();
-        if whole {
-            out.put_bytes(frame);
+        if body_len == frame.len() {
+            out.put_framed(&[], frame, delimiter);
         } else {
-            out.put_bytes(frame.slice(..body_len));
-            out.put_slice(delimiter);
+            // The frame already ends with the delimiter (`keep_delimiter`).
+            out.put_bytes(frame);
         }
         Ok(())
     }
@@ -258,5 +270,44 @@ impl Scanner {
             return Err(self.too_long(what, false));
         }
         Ok(Some(frame.freeze()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Where `needle` first occurs in `hay`, by brute force.
+    fn first(hay: &[u8], needle: &[u8]) -> Option<usize> {
+        hay.windows(needle.len()).position(|w| w == needle)
+    }
+
+    fn text(len: core::ops::Range<usize>) -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(proptest::sample::select(&b"ab\r\n."[..]), len)
+    }
+
+    proptest! {
+        #[test]
+        fn a_frame_is_sent_exactly_when_its_delimiter_would_first_appear_after_it(
+            delimiter in text(1..5),
+            frame in text(0..12),
+            keep in any::<bool>(),
+        ) {
+            let mut framer = Delimiter::new(&delimiter).unwrap().keep_delimiter(keep);
+            let body = match frame.strip_suffix(&delimiter[..]) {
+                Some(body) if keep => body,
+                _ => &frame[..],
+            };
+            let mut wire = body.to_vec();
+            wire.extend_from_slice(&delimiter);
+            let expected = first(&wire, &delimiter) == Some(body.len());
+            let mut out = Outgoing::new();
+            let sent = framer.streamify(Bytes::from(frame.clone()), &mut out);
+            prop_assert_eq!(sent.is_ok(), expected, "{:?}", sent);
+            if expected {
+                prop_assert_eq!(&out.take_all()[..], &wire[..]);
+            }
+        }
     }
 }

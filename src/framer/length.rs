@@ -96,16 +96,20 @@ impl LengthField {
         }
     }
 
-    fn write(self, value: u64, out: &mut Outgoing) {
-        let mut field = [0u8; 10];
-        let bytes: &[u8] = match self {
-            LengthField::U8 => &[value as u8],
-            LengthField::U16Be => &(value as u16).to_be_bytes()[..],
-            LengthField::U16Le => &(value as u16).to_le_bytes()[..],
-            LengthField::U32Be => &(value as u32).to_be_bytes()[..],
-            LengthField::U32Le => &(value as u32).to_le_bytes()[..],
-            LengthField::U64Be => &value.to_be_bytes()[..],
-            LengthField::U64Le => &value.to_le_bytes()[..],
+    /// Write the field for `value` into `field`; returns its width.
+    fn write(self, value: u64, field: &mut [u8; 10]) -> usize {
+        let mut put = |bytes: &[u8]| {
+            field[..bytes.len()].copy_from_slice(bytes);
+            bytes.len()
+        };
+        match self {
+            LengthField::U8 => put(&[value as u8]),
+            LengthField::U16Be => put(&(value as u16).to_be_bytes()),
+            LengthField::U16Le => put(&(value as u16).to_le_bytes()),
+            LengthField::U32Be => put(&(value as u32).to_be_bytes()),
+            LengthField::U32Le => put(&(value as u32).to_le_bytes()),
+            LengthField::U64Be => put(&value.to_be_bytes()),
+            LengthField::U64Le => put(&value.to_le_bytes()),
             LengthField::Varint => {
                 let mut v = value;
                 let mut n = 0;
@@ -114,16 +118,13 @@ impl LengthField {
                     v >>= 7;
                     if v == 0 {
                         field[n] = low;
-                        n += 1;
-                        break;
+                        return n + 1;
                     }
                     field[n] = low | 0x80;
                     n += 1;
                 }
-                &field[..n]
             }
-        };
-        out.put_slice(bytes);
+        }
     }
 }
 
@@ -163,6 +164,10 @@ pub struct LengthPrefixed {
     adjustment: i64,
     counts_header: bool,
     max: usize,
+    /// The common configuration (no header, no adjustment, the field not counted, a fixed-width
+    /// field): the field's value is the body length. Decided by the builders, so the per-frame
+    /// path needs no `i128` arithmetic and no generic field read.
+    plain: bool,
 }
 
 impl LengthPrefixed {
@@ -177,7 +182,9 @@ impl LengthPrefixed {
             adjustment: 0,
             counts_header: false,
             max: Self::DEFAULT_MAX,
+            plain: false,
         }
+        .settled()
     }
 
     /// A one-byte length.
@@ -203,19 +210,19 @@ impl LengthPrefixed {
     /// The length field comes after `offset` bytes of header, which stay part of the frame.
     pub fn offset(mut self, offset: usize) -> Self {
         self.offset = offset;
-        self
+        self.settled()
     }
 
     /// The field's value is the body length plus `adjustment`.
     pub fn adjustment(mut self, adjustment: i64) -> Self {
         self.adjustment = adjustment;
-        self
+        self.settled()
     }
 
     /// The field's value also counts the header and the field itself.
     pub fn counts_header(mut self, on: bool) -> Self {
         self.counts_header = on;
-        self
+        self.settled()
     }
 
     /// The maximum body length.
@@ -229,21 +236,41 @@ impl LengthPrefixed {
         self.field
     }
 
-    /// What the field's value adds to the body length, for a field `width` bytes wide.
-    fn overhead(&self, width: usize) -> i128 {
-        let header = if self.counts_header {
-            (self.offset + width) as i128
-        } else {
-            0
-        };
-        header + i128::from(self.adjustment)
+    /// Recompute which decode and encode path this configuration takes.
+    fn settled(mut self) -> Self {
+        self.plain = self.offset == 0
+            && self.adjustment == 0
+            && !self.counts_header
+            && self.field.width().is_some();
+        self
     }
-}
 
-impl Framer for LengthPrefixed {
-    type Frame = Bytes;
+    /// `frameify` for the plain configuration, once the `width`-byte field says `value`.
+    #[inline]
+    fn frameify_plain(
+        &self,
+        buf: &mut BytesMut,
+        width: usize,
+        value: u64,
+    ) -> Result<Option<Bytes>, FrameError> {
+        // `max` is a `usize`, so a value within it is a valid `usize` body length.
+        if value > self.max as u64 {
+            return Err(self.too_long(value));
+        }
+        let Some(total) = width.checked_add(value as usize) else {
+            return Err(self.too_long(value));
+        };
+        if buf.len() < total {
+            buf.reserve((total - buf.len()).min(super::RESERVE_STEP));
+            return Ok(None);
+        }
+        let mut frame = buf.split_to(total).freeze();
+        frame.advance(width);
+        Ok(Some(frame))
+    }
 
-    fn frameify(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+    /// `frameify` for any configuration.
+    fn frameify_general(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         let Some(after_offset) = buf.get(self.offset..) else {
             return Ok(None);
         };
@@ -259,22 +286,12 @@ impl Framer for LengthPrefixed {
             });
         }
         if body > self.max as i128 {
-            return Err(FrameError::TooLong {
-                what: "length-prefixed frame",
-                max: self.max,
-                announced: Some(value),
-                resynced: false,
-            });
+            return Err(self.too_long(value));
         }
         let body = body as usize;
         let header = self.offset + width;
         let Some(total) = header.checked_add(body) else {
-            return Err(FrameError::TooLong {
-                what: "length-prefixed frame",
-                max: self.max,
-                announced: Some(value),
-                resynced: false,
-            });
+            return Err(self.too_long(value));
         };
         if buf.len() < total {
             // The frame is announced and within the limit: make room for it once (a bounded
@@ -292,11 +309,36 @@ impl Framer for LengthPrefixed {
         Ok(Some(frame.freeze()))
     }
 
-    fn frameify_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        strict_eof(self, buf, "length-prefixed frame")
+    /// `streamify` for the plain configuration: the header is the field alone.
+    #[inline(always)]
+    fn streamify_plain<const W: usize>(
+        &self,
+        frame: Bytes,
+        out: &mut Outgoing,
+        write: impl FnOnce(u64) -> [u8; W],
+    ) -> Result<(), FrameError> {
+        let body = frame.len();
+        if body > self.max {
+            return Err(FrameError::TooLong {
+                what: "length-prefixed frame",
+                max: self.max,
+                announced: None,
+                resynced: false,
+            });
+        }
+        let field_max = self.field.max_value();
+        if body as u64 > field_max {
+            return Err(FrameError::LengthFieldOverflow {
+                value: body as i128,
+                field_max,
+            });
+        }
+        out.put_framed(&write(body as u64), frame, &[]);
+        Ok(())
     }
 
-    fn streamify(&mut self, frame: Bytes, out: &mut Outgoing) -> Result<(), FrameError> {
+    /// `streamify` for any configuration.
+    fn streamify_general(&mut self, frame: Bytes, out: &mut Outgoing) -> Result<(), FrameError> {
         let Some(body) = frame.len().checked_sub(self.offset) else {
             return Err(FrameError::Unencodable {
                 what: "length-prefixed frame",
@@ -325,9 +367,219 @@ impl Framer for LengthPrefixed {
             }
             width = needed;
         };
-        out.put_slice(&frame[..self.offset]);
-        self.field.write(value, out);
-        out.put_bytes(frame.slice(self.offset..));
+        let mut field = [0u8; 10];
+        let n = self.field.write(value, &mut field);
+        if self.offset == 0 {
+            out.put_framed(&field[..n], frame, &[]);
+        } else {
+            out.put_slice(&frame[..self.offset]);
+            out.put_slice(&field[..n]);
+            out.put_bytes(frame.slice(self.offset..));
+        }
         Ok(())
+    }
+
+    fn too_long(&self, announced: u64) -> FrameError {
+        FrameError::TooLong {
+            what: "length-prefixed frame",
+            max: self.max,
+            announced: Some(announced),
+            resynced: false,
+        }
+    }
+
+    /// What the field's value adds to the body length, for a field `width` bytes wide.
+    fn overhead(&self, width: usize) -> i128 {
+        let header = if self.counts_header {
+            (self.offset + width) as i128
+        } else {
+            0
+        };
+        header + i128::from(self.adjustment)
+    }
+}
+
+impl Framer for LengthPrefixed {
+    type Frame = Bytes;
+
+    #[inline]
+    fn frameify(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        if self.plain {
+            // One fixed-width read, then the shared tail: no `i128`, no generic field read.
+            fn read<const W: usize>(buf: &[u8]) -> Option<[u8; W]> {
+                buf.first_chunk::<W>().copied()
+            }
+            let (width, value) = match self.field {
+                LengthField::U8 => (1, read::<1>(buf).map(|[b]| b.into())),
+                LengthField::U16Be => (2, read(buf).map(|b| u16::from_be_bytes(b).into())),
+                LengthField::U16Le => (2, read(buf).map(|b| u16::from_le_bytes(b).into())),
+                LengthField::U32Be => (4, read(buf).map(|b| u32::from_be_bytes(b).into())),
+                LengthField::U32Le => (4, read(buf).map(|b| u32::from_le_bytes(b).into())),
+                LengthField::U64Be => (8, read(buf).map(u64::from_be_bytes)),
+                LengthField::U64Le => (8, read(buf).map(u64::from_le_bytes)),
+                LengthField::Varint => return self.frameify_general(buf),
+            };
+            return match value {
+                Some(value) => self.frameify_plain(buf, width, value),
+                None => Ok(None),
+            };
+        }
+        self.frameify_general(buf)
+    }
+
+    fn frameify_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        strict_eof(self, buf, "length-prefixed frame")
+    }
+
+    #[inline]
+    fn streamify(&mut self, frame: Bytes, out: &mut Outgoing) -> Result<(), FrameError> {
+        if self.plain {
+            match self.field {
+                LengthField::U8 => return self.streamify_plain(frame, out, |v| [v as u8]),
+                LengthField::U16Be => {
+                    return self.streamify_plain(frame, out, |v| (v as u16).to_be_bytes())
+                }
+                LengthField::U16Le => {
+                    return self.streamify_plain(frame, out, |v| (v as u16).to_le_bytes())
+                }
+                LengthField::U32Be => {
+                    return self.streamify_plain(frame, out, |v| (v as u32).to_be_bytes())
+                }
+                LengthField::U32Le => {
+                    return self.streamify_plain(frame, out, |v| (v as u32).to_le_bytes())
+                }
+                LengthField::U64Be => return self.streamify_plain(frame, out, u64::to_be_bytes),
+                LengthField::U64Le => return self.streamify_plain(frame, out, u64::to_le_bytes),
+                LengthField::Varint => {}
+            }
+        }
+        self.streamify_general(frame, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+    use alloc::string::String;
+    use alloc::vec::Vec;
+    use proptest::prelude::*;
+
+    fn fixed_fields() -> impl Strategy<Value = LengthField> {
+        prop_oneof![
+            Just(LengthField::U8),
+            Just(LengthField::U16Be),
+            Just(LengthField::U16Le),
+            Just(LengthField::U32Be),
+            Just(LengthField::U32Le),
+            Just(LengthField::U64Be),
+            Just(LengthField::U64Le),
+        ]
+    }
+
+    /// The same configuration forced through the general path.
+    fn general(framer: &LengthPrefixed) -> LengthPrefixed {
+        let mut framer = framer.clone();
+        framer.plain = false;
+        framer
+    }
+
+    /// Everything `framer` does with `wire` fed in pieces of the given sizes: each frame or
+    /// error and what is left buffered after it, then the end of input.
+    fn decode(mut framer: LengthPrefixed, wire: &[u8], cuts: &[usize]) -> Vec<String> {
+        let mut log = Vec::new();
+        let mut buf = BytesMut::new();
+        let mut rest = wire;
+        let mut cuts = cuts.iter().copied().cycle();
+        while !rest.is_empty() {
+            let n = cuts.next().unwrap_or(rest.len()).min(rest.len());
+            buf.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            loop {
+                match framer.frameify(&mut buf) {
+                    Ok(Some(frame)) => log.push(format!("frame {frame:?}, {} left", buf.len())),
+                    Ok(None) => break,
+                    Err(e) => {
+                        log.push(format!("error {e:?}"));
+                        return log;
+                    }
+                }
+            }
+        }
+        loop {
+            match framer.frameify_eof(&mut buf) {
+                Ok(Some(frame)) => log.push(format!("eof frame {frame:?}, {} left", buf.len())),
+                Ok(None) => return log,
+                Err(e) => {
+                    log.push(format!("eof error {e:?}"));
+                    return log;
+                }
+            }
+        }
+    }
+
+    fn encode(mut framer: LengthPrefixed, bodies: &[Vec<u8>]) -> Vec<String> {
+        let mut out = Outgoing::new();
+        let mut log = Vec::new();
+        for body in bodies {
+            match framer.streamify(Bytes::copy_from_slice(body), &mut out) {
+                Ok(()) => log.push(format!("{:?}", out.take_all())),
+                Err(e) => log.push(format!("error {e:?}")),
+            }
+        }
+        log
+    }
+
+    #[test]
+    fn only_the_plain_configuration_takes_the_fast_path() {
+        assert!(LengthPrefixed::u32_be().plain);
+        assert!(LengthPrefixed::u8().max_length(3).plain);
+        assert!(!LengthPrefixed::varint().plain);
+        assert!(!LengthPrefixed::u16_be().offset(1).plain);
+        assert!(!LengthPrefixed::u16_be().adjustment(-2).plain);
+        assert!(!LengthPrefixed::u16_be().counts_header(true).plain);
+        assert!(LengthPrefixed::u16_be().offset(1).offset(0).plain);
+    }
+
+    proptest! {
+        #[test]
+        fn the_fast_path_decodes_like_the_general_path(
+            field in fixed_fields(),
+            max in 0usize..80,
+            bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..100), 0..6),
+            garbage in proptest::collection::vec(any::<u8>(), 0..12),
+            garbage_at in 0usize..6,
+            cuts in proptest::collection::vec(1usize..40, 0..8),
+        ) {
+            // Well-formed frames (some over `max`, some too long for a one-byte field) with
+            // arbitrary bytes somewhere between them.
+            let mut wire = Vec::new();
+            for (i, body) in bodies.iter().enumerate() {
+                if i == garbage_at {
+                    wire.extend_from_slice(&garbage);
+                }
+                // A one-byte field wraps for bodies over 255: more arbitrary input.
+                let mut head = [0u8; 10];
+                let n = field.write(body.len() as u64, &mut head);
+                wire.extend_from_slice(&head[..n]);
+                wire.extend_from_slice(body);
+            }
+            if garbage_at >= bodies.len() {
+                wire.extend_from_slice(&garbage);
+            }
+            let fast = LengthPrefixed::new(field).max_length(max);
+            prop_assert!(fast.plain);
+            prop_assert_eq!(decode(general(&fast), &wire, &cuts), decode(fast, &wire, &cuts));
+        }
+
+        #[test]
+        fn the_fast_path_encodes_like_the_general_path(
+            field in fixed_fields(),
+            max in 0usize..400,
+            bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..6),
+        ) {
+            let fast = LengthPrefixed::new(field).max_length(max);
+            prop_assert_eq!(encode(general(&fast), &bodies), encode(fast, &bodies));
+        }
     }
 }

@@ -100,7 +100,7 @@ impl Framer for Line {
     }
 
     fn streamify(&mut self, frame: Bytes, out: &mut Outgoing) -> Result<(), FrameError> {
-        if memchr::memchr(b'\n', &frame).is_some() {
+        if super::contains_byte(&frame, b'\n') {
             return Err(FrameError::Unencodable {
                 what: "line",
                 reason: "it contains '\\n' and would arrive as two lines",
@@ -114,8 +114,7 @@ impl Framer for Line {
                 resynced: false,
             });
         }
-        out.put_bytes(frame);
-        out.put_slice(if self.crlf { b"\r\n" } else { b"\n" });
+        out.put_framed(&[], frame, if self.crlf { b"\r\n" } else { b"\n" });
         Ok(())
     }
 

@@ -158,6 +158,23 @@ impl<F: Framer + ?Sized> Framer for Box<F> {
     }
 }
 
+/// Whether `hay` contains `byte`, for the send-side checks of the terminated framers.
+///
+/// Short frames are checked with a branch-free loop that the compiler vectorises: below about
+/// 64 bytes it is faster than a call into `memchr`'s run-time dispatch (`encode_frames/line`
+/// in `benches/framers.rs`).
+#[inline]
+pub(crate) fn contains_byte(hay: &[u8], byte: u8) -> bool {
+    if hay.len() <= SHORT_SCAN {
+        hay.iter().fold(false, |found, &b| found | (b == byte))
+    } else {
+        memchr::memchr(byte, hay).is_some()
+    }
+}
+
+/// Up to this many bytes [`contains_byte`] scans without `memchr`.
+const SHORT_SCAN: usize = 64;
+
 /// The end-of-input rule shared by the strict framers: a frame if one is complete, nothing if
 /// the buffer is empty, otherwise the input was cut inside a frame.
 pub(crate) fn strict_eof<F: Framer + ?Sized>(

@@ -122,8 +122,9 @@ impl Framer for Netstring {
         if frame.len() > self.max {
             return Err(self.too_long(None));
         }
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
+        // The length's digits and the colon, written backwards.
+        let mut digits = [b':'; 21];
+        let mut at = digits.len() - 1;
         let mut n = frame.len();
         loop {
             at -= 1;
@@ -133,10 +134,7 @@ impl Framer for Netstring {
                 break;
             }
         }
-        out.put_slice(&digits[at..]);
-        out.put_u8(b':');
-        out.put_bytes(frame);
-        out.put_u8(b',');
+        out.put_framed(&digits[at..], frame, b",");
         Ok(())
     }
 }
