@@ -11,6 +11,8 @@
 //!   of the frame size is one frame.
 //! - `encode` / `encode_frames`: bytes/s and frames/s of writing frames into the outgoing queue
 //!   (`Outgoing` for Tendril, a `BytesMut` for `tokio_util`).
+//! - `send_frames`: `LengthPrefixed::u32_be` encoding plus a vectored write of the queue into a
+//!   `Vec`, 512 B to 16 KiB, against `LengthDelimitedCodec`: where `COPY_THRESHOLD` should sit.
 //!
 //! Each iteration handles a stream of about 256 KiB (at least 16 frames). Inputs are made with
 //! the Tendril framer's own `streamify`; a `tokio_util` codec or the `memchr` scan gets the very
@@ -479,6 +481,59 @@ fn encode_all(groups: &mut Groups<'_, '_>) {
     }
 }
 
+/// Where copying a body into the outgoing tail stops paying (`COPY_THRESHOLD`): frames/s of
+/// `LengthPrefixed::u32_be` encoding followed by a vectored write of the whole queue into a
+/// reused `Vec` (standing in for the kernel's copy, with a per-`iovec` cost), against
+/// `LengthDelimitedCodec` into a `BytesMut` written the same way.
+fn send_crossover(c: &mut Criterion) {
+    use bytes::Buf;
+    use std::io::{IoSlice, Write};
+
+    let mut group = c.benchmark_group("send_frames");
+    for size in [512, 1024, 2048, 4096, 8192, 16384] {
+        let frames = payloads(size, Payload::Binary);
+        group.throughput(Throughput::Elements(frames.len() as u64));
+        let mut framer = LengthPrefixed::u32_be();
+        let mut out = Outgoing::new();
+        let mut sink = Vec::with_capacity(STREAM * 2);
+        group.bench_function(BenchmarkId::new("length_u32be", label(size)), |b| {
+            b.iter(|| {
+                for frame in &frames {
+                    framer
+                        .streamify(frame.clone(), &mut out)
+                        .expect("encodable");
+                }
+                sink.clear();
+                // As a driver writes: up to 64 `iovec`s per call until the queue is empty.
+                while out.has_remaining() {
+                    let mut slices = [IoSlice::new(&[]); 64];
+                    let n = out.chunks_vectored(&mut slices);
+                    let written = sink.write_vectored(&slices[..n]).expect("a Vec takes it");
+                    out.advance(written);
+                }
+                black_box(&sink);
+            })
+        });
+        let mut codec = LengthDelimitedCodec::new();
+        let mut dst = BytesMut::new();
+        group.bench_function(
+            BenchmarkId::new("tokio_length_delimited", label(size)),
+            |b| {
+                b.iter(|| {
+                    for frame in &frames {
+                        codec.encode(frame.clone(), &mut dst).expect("encodable");
+                    }
+                    sink.clear();
+                    sink.write_all(&dst).expect("a Vec takes it");
+                    dst.clear();
+                    black_box(&sink);
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
 fn framers(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode");
     let mut groups = Groups {
@@ -525,6 +580,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = framers
+    targets = framers, send_crossover
 }
 criterion_main!(benches);
