@@ -8,7 +8,8 @@
 //!   mode is `prefilled` (the whole stream is already buffered) or `reads4k` (the stream arrives
 //!   in 4 KiB reads appended to the buffer, as a driver does; bytes/s only). The parameter is the
 //!   frame's payload size. `identity` and `tokio_bytes` are also measured `per_read`: each read
-//!   of the frame size is one frame.
+//!   of the frame size is one frame. `line_slices` and `delimiter_slices` read the same frames
+//!   in place (`SliceFramer::for_each_slice`: borrowed, no `Bytes` per frame).
 //! - `encode` / `encode_frames`: bytes/s and frames/s of writing frames into the outgoing queue
 //!   (`Outgoing` for Tendril, a `BytesMut` for `tokio_util`).
 //! - `send_frames`: `LengthPrefixed::u32_be` encoding plus a vectored write of the queue into a
@@ -28,7 +29,8 @@ use criterion::{
     criterion_group, criterion_main, BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
 };
 use tendril_core::{
-    Chunk, Cobs, Delimiter, Framer, Identity, LengthPrefixed, Line, Netstring, Outgoing, Stuffing,
+    Chunk, Cobs, Delimiter, Framer, Identity, LengthPrefixed, Line, Netstring, Outgoing,
+    SliceFramer, Stuffing,
 };
 use tokio_util::codec::{
     AnyDelimiterCodec, BytesCodec, Decoder, Encoder, LengthDelimitedCodec, LinesCodec,
@@ -119,8 +121,8 @@ fn wire<F: Framer<Frame = Bytes>>(mut framer: F, frames: &[Bytes]) -> Bytes {
 
 /// Something that takes frames off a receive buffer.
 trait Subject {
-    /// Take one frame (and drop it); `false` when more bytes are needed.
-    fn next(&mut self, buf: &mut BytesMut) -> bool;
+    /// Take one frame or more (and drop them); how many, 0 when more bytes are needed.
+    fn next(&mut self, buf: &mut BytesMut) -> usize;
 }
 
 /// A Tendril framer.
@@ -128,13 +130,29 @@ struct TendrilFramer<F>(F);
 
 impl<F: Framer> Subject for TendrilFramer<F> {
     #[inline]
-    fn next(&mut self, buf: &mut BytesMut) -> bool {
+    fn next(&mut self, buf: &mut BytesMut) -> usize {
         match self.0.frameify(buf) {
             Ok(Some(frame)) => {
                 black_box(frame);
-                true
+                1
             }
-            Ok(None) => false,
+            Ok(None) => 0,
+            Err(e) => panic!("framer failed on benchmark input: {e}"),
+        }
+    }
+}
+
+/// A Tendril framer read in place: every whole frame buffered, borrowed
+/// (`SliceFramer::for_each_slice`).
+struct TendrilSlices<F>(F);
+
+impl<F: SliceFramer> Subject for TendrilSlices<F> {
+    #[inline]
+    fn next(&mut self, buf: &mut BytesMut) -> usize {
+        match self.0.for_each_slice(buf, |frame| {
+            black_box(frame);
+        }) {
+            Ok(n) => n,
             Err(e) => panic!("framer failed on benchmark input: {e}"),
         }
     }
@@ -148,13 +166,13 @@ where
     D::Error: std::fmt::Debug,
 {
     #[inline]
-    fn next(&mut self, buf: &mut BytesMut) -> bool {
+    fn next(&mut self, buf: &mut BytesMut) -> usize {
         match self.0.decode(buf) {
             Ok(Some(frame)) => {
                 black_box(frame);
-                true
+                1
             }
-            Ok(None) => false,
+            Ok(None) => 0,
             Err(e) => panic!("codec failed on benchmark input: {e:?}"),
         }
     }
@@ -165,17 +183,21 @@ where
 fn run<S: Subject>(subject: &mut S, buf: &mut BytesMut, wire: &Bytes, mode: Mode) -> usize {
     let mut frames = 0;
     match mode {
-        Mode::Prefilled => {
-            while subject.next(buf) {
-                frames += 1;
+        Mode::Prefilled => loop {
+            match subject.next(buf) {
+                0 => break,
+                n => frames += n,
             }
-        }
+        },
         Mode::Reads(read) => {
             for chunk in wire.chunks(read) {
                 buf.reserve(read);
                 buf.extend_from_slice(chunk);
-                while subject.next(buf) {
-                    frames += 1;
+                loop {
+                    match subject.next(buf) {
+                        0 => break,
+                        n => frames += n,
+                    }
                 }
             }
         }
@@ -333,11 +355,23 @@ fn decode_all(groups: &mut Groups<'_, '_>, mode: Mode) {
         tendril!("identity", &binary, Identity::new().max_length(size));
         tendril!("chunk", &binary, Chunk::new(size));
         let lines = tendril!("line", &text, line());
+        decode(groups, "line_slices", size, mode, &lines, n, || {
+            TendrilSlices(line())
+        });
         decode(groups, "tokio_lines", size, mode, &lines, n, || {
             Codec(LinesCodec::new_with_max_length(MAX))
         });
         memchr_scan(groups, size, mode, &lines, n);
         let delimited = tendril!("delimiter", &text, delimiter());
+        decode(
+            groups,
+            "delimiter_slices",
+            size,
+            mode,
+            &delimited,
+            n,
+            || TendrilSlices(delimiter()),
+        );
         decode(
             groups,
             "tokio_any_delimiter",

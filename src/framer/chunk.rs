@@ -1,5 +1,6 @@
 use bytes::{Bytes, BytesMut};
 
+use super::slices::{Slice, SliceFramer};
 use super::strict_eof;
 use crate::{FrameError, Framer, Outgoing};
 
@@ -61,6 +62,28 @@ impl Chunk {
     /// Bytes of the current record not yet delivered (piecewise mode); `len()` between records.
     pub fn remaining(&self) -> usize {
         self.remaining
+    }
+}
+
+impl SliceFramer for Chunk {
+    fn next_slice(&mut self, buf: &[u8]) -> Result<Option<Slice>, FrameError> {
+        let n = if !self.piecewise {
+            if buf.len() < self.len {
+                return Ok(None);
+            }
+            self.len
+        } else {
+            let n = buf.len().min(self.remaining);
+            self.remaining -= n;
+            if self.remaining == 0 {
+                self.remaining = self.len;
+            }
+            n
+        };
+        Ok((n > 0).then_some(Slice {
+            frame: 0..n,
+            consumed: n,
+        }))
     }
 }
 

@@ -3,6 +3,7 @@ use alloc::vec::Vec;
 use bytes::{Buf, Bytes, BytesMut};
 use memchr::memmem::Finder;
 
+use super::slices::{Slice, SliceFramer};
 use crate::{ConfigError, FrameError, Framer, Outgoing};
 
 /// Frames ended by a byte string, e.g. `\r\n.\r\n` for an SMTP message body.
@@ -81,6 +82,19 @@ impl Delimiter {
     pub fn discard_oversized(mut self, on: bool) -> Self {
         self.scanner.discard = on;
         self
+    }
+}
+
+impl SliceFramer for Delimiter {
+    fn next_slice(&mut self, buf: &[u8]) -> Result<Option<Slice>, FrameError> {
+        let finder = &self.finder;
+        let rule = Terminator {
+            what: "delimited frame",
+            len: finder.needle().len(),
+            strip_cr: false,
+            keep: self.keep,
+        };
+        self.scanner.next_slice(buf, &rule, |hay| finder.find(hay))
     }
 }
 
@@ -243,6 +257,45 @@ impl Scanner {
             frame.truncate(body);
         }
         Ok(Some(frame.freeze()))
+    }
+
+    /// [`Scanner::next`] in place: the frame's range and the bytes it spans.
+    pub fn next_slice(
+        &mut self,
+        buf: &[u8],
+        rule: &Terminator,
+        find: impl Fn(&[u8]) -> Option<usize>,
+    ) -> Result<Option<Slice>, FrameError> {
+        let carry = rule.len - 1;
+        let from = if self.scanned <= buf.len() {
+            self.scanned
+        } else {
+            0
+        };
+        let Some(found) = find(&buf[from..]) else {
+            self.scanned = buf.len().saturating_sub(carry);
+            if buf.len() > self.max.saturating_add(carry + usize::from(rule.strip_cr)) {
+                self.scanned = 0;
+                return Err(self.too_long(rule.what, false));
+            }
+            return Ok(None);
+        };
+        let pos = from + found;
+        self.scanned = 0;
+        let body = if rule.strip_cr && pos > 0 && buf[pos - 1] == b'\r' {
+            pos - 1
+        } else {
+            pos
+        };
+        if body > self.max {
+            return Err(self.too_long(rule.what, false));
+        }
+        let consumed = pos + rule.len;
+        let end = if rule.keep { consumed } else { body };
+        Ok(Some(Slice {
+            frame: 0..end,
+            consumed,
+        }))
     }
 
     /// At the end of input: what is left is the last, unterminated frame.

@@ -1,5 +1,6 @@
 use bytes::{Bytes, BytesMut};
 
+use super::slices::{Slice, SliceFramer};
 use crate::{FrameError, Framer, Outgoing};
 
 /// Each chunk of input is one frame: whatever one read or one datagram brought.
@@ -44,6 +45,19 @@ impl Identity {
 impl Default for Identity {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl SliceFramer for Identity {
+    fn next_slice(&mut self, buf: &[u8]) -> Result<Option<Slice>, FrameError> {
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        let n = buf.len().min(self.max);
+        Ok(Some(Slice {
+            frame: 0..n,
+            consumed: n,
+        }))
     }
 }
 

@@ -1,6 +1,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::delimiter::{Scanner, Terminator};
+use super::slices::{Slice, SliceFramer};
 use crate::{FrameError, Framer, Outgoing};
 
 /// Lines ended by `\n`; in CRLF mode one `\r` before the `\n` is stripped and `\r\n` is sent.
@@ -80,6 +81,14 @@ impl Line {
 impl Default for Line {
     fn default() -> Self {
         Self::crlf()
+    }
+}
+
+impl SliceFramer for Line {
+    fn next_slice(&mut self, buf: &[u8]) -> Result<Option<Slice>, FrameError> {
+        let rule = self.terminator();
+        self.scanner
+            .next_slice(buf, &rule, |hay| memchr::memchr(b'\n', hay))
     }
 }
 

@@ -29,6 +29,7 @@ mod identity;
 mod length;
 mod line;
 mod netstring;
+mod slices;
 mod stuffing;
 
 pub use adapter::Map;
@@ -39,6 +40,7 @@ pub use identity::Identity;
 pub use length::{LengthField, LengthPrefixed};
 pub use line::Line;
 pub use netstring::Netstring;
+pub use slices::{Slice, SliceFramer};
 pub use stuffing::Stuffing;
 
 /// The most a framer reserves ahead for an announced frame in one go.
