@@ -4,7 +4,7 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use tendril_core::Chunk;
-use tendril_core_fuzz::{check, Checks, Stream};
+use tendril_core_fuzz::{check, check_slices, Checks, Stream};
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -32,4 +32,5 @@ fuzz_target!(|input: Input| {
     };
     checks.on_frame = &on_frame;
     check(make, &input.stream, &checks);
+    check_slices(make, &input.stream);
 });

@@ -7,7 +7,7 @@ use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use tendril_core::Delimiter;
-use tendril_core_fuzz::{check, find, narrow, Checks, Expect, Limit, Stream};
+use tendril_core_fuzz::{check, check_slices, find, narrow, Checks, Expect, Limit, Stream};
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -106,4 +106,8 @@ fuzz_target!(|input: Input| {
     };
     checks.on_frame = &on_frame;
     check(make, &stream, &checks);
+    if !discard {
+        // Borrowed reading has no discard mode.
+        check_slices(make, &stream);
+    }
 });

@@ -4,7 +4,7 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use tendril_core::Identity;
-use tendril_core_fuzz::{check, Checks, Limit, Stream};
+use tendril_core_fuzz::{check, check_slices, Checks, Limit, Stream};
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -22,4 +22,5 @@ fuzz_target!(|input: Input| {
     checks.canonical = true;
     checks.keeps_pending = true;
     check(make, &input.stream, &checks);
+    check_slices(make, &input.stream);
 });

@@ -5,7 +5,7 @@ use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use tendril_core::Line;
-use tendril_core_fuzz::{check, Checks, Limit, Stream};
+use tendril_core_fuzz::{check, check_slices, Checks, Limit, Stream};
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -79,4 +79,8 @@ fuzz_target!(|input: Input| {
     };
     checks.on_wire = &on_wire;
     check(make, &stream, &checks);
+    if !discard {
+        // Borrowed reading has no discard mode.
+        check_slices(make, &stream);
+    }
 });

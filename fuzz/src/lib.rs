@@ -481,3 +481,48 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     }
     hay.windows(needle.len()).position(|w| w == needle)
 }
+
+/// `SliceFramer`: reading `stream` in place gives exactly the frames (and the first error) that
+/// `frameify` gives, read by read. (The end of input is not compared: borrowed reading has no
+/// `frameify_eof`.)
+pub fn check_slices<F, M>(make: M, stream: &Stream)
+where
+    F: tendril_core::SliceFramer<Frame = Bytes>,
+    M: Fn() -> F,
+{
+    fn owned<F: Framer<Frame = Bytes>>(
+        mut framer: F,
+        reads: &[&[u8]],
+    ) -> (Vec<Vec<u8>>, Option<String>) {
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        for read in reads {
+            buf.extend_from_slice(read);
+            loop {
+                match framer.frameify(&mut buf) {
+                    Ok(Some(frame)) => frames.push(frame.to_vec()),
+                    Ok(None) => break,
+                    Err(e) => return (frames, Some(e.to_string())),
+                }
+            }
+        }
+        (frames, None)
+    }
+    let reads = reads(&stream.data, &stream.splits);
+    let mut framer = make();
+    let mut buf = BytesMut::new();
+    let mut frames = Vec::new();
+    let mut error = None;
+    for read in &reads {
+        buf.extend_from_slice(read);
+        if let Err(e) = framer.for_each_slice(&mut buf, |f| frames.push(f.to_vec())) {
+            error = Some(e.to_string());
+            break;
+        }
+    }
+    assert_eq!(
+        (frames, error),
+        owned(make(), &reads),
+        "slices and frameify disagree"
+    );
+}
