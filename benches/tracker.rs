@@ -4,7 +4,9 @@
 //! of which sent a datagram and got its echo (established, idle); then datagrams from those
 //! peers, in a fixed random order, go through `Tracker::handle_datagram` and the echo comes out
 //! of `Tracker::poll_transmit`. One datagram is one element: the figure is datagrams/s on one
-//! core (the tracker is single-threaded; one per socket per thread).
+//! core (the tracker is single-threaded; one per socket per thread). `echo_datagram` hands them
+//! over one by one (`handle_datagram`), `echo_batch32` 32 at a time (`handle_datagrams`, as a
+//! driver does after one `recvmmsg`).
 //!
 //! Memory per idle peer is measured in `benches/alloc.rs` (a counting allocator would distort
 //! these timings).
@@ -15,11 +17,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tendril_core::tracker::{Tracker, TrackerConfig};
+use tendril_core::tracker::{Datagram, Tracker, TrackerConfig};
 use tendril_core::{AppError, Application, Framer, Identity, Proto, Reject, Tendril};
 
 /// Table sizes.
 const PEERS: [usize; 3] = [1_000, 100_000, 1_000_000];
+/// Datagrams per batch in `echo_batch`: what one `recvmmsg` returns at most through `quinn-udp`.
+const BATCH: usize = 32;
 /// The payload of every datagram (a DNS query is about this long).
 const PAYLOAD: [u8; 64] = [b'q'; 64];
 
@@ -114,6 +118,26 @@ fn tracker(c: &mut Criterion) {
                 }
             })
         });
+        // The same in batches of what one `recvmmsg` returns, through `handle_datagrams`.
+        group.throughput(Throughput::Elements(BATCH as u64));
+        let mut next = 0;
+        group.bench_function(format!("echo_batch{BATCH}/{n}_peers"), |b| {
+            b.iter(|| {
+                let batch: [Datagram; BATCH] = core::array::from_fn(|_| {
+                    let remote = order[next];
+                    next += 1;
+                    if next == order.len() {
+                        next = 0;
+                    }
+                    Datagram::new(local, remote, &PAYLOAD)
+                });
+                tracker.handle_datagrams(NOW, &batch);
+                while let Some(transmit) = tracker.poll_transmit() {
+                    black_box(transmit);
+                }
+            })
+        });
+        group.throughput(Throughput::Elements(1));
         // Every datagram came from a tracked peer and was answered: nothing new was admitted.
         assert_eq!(tracker.len(), n);
         assert!(tracker.poll_event().is_none());

@@ -108,13 +108,19 @@ impl Outgoing {
     /// Queue `data` by reference behind what the tail holds.
     fn queue_shared(&mut self, data: Bytes) {
         if !self.tail.is_empty() {
-            if self.tail.capacity() - self.tail.len() < MIN_SPARE {
-                self.tail.reserve(TAIL_HEADROOM);
-            }
+            self.ensure_spare();
             self.queue.push_back(self.tail.split().freeze());
         }
         self.len += data.len();
         self.queue.push_back(data);
+    }
+
+    /// Before the tail is split off: make sure it has room left for later writes, so they share
+    /// one buffer (reclaimed in place when nothing else holds it).
+    fn ensure_spare(&mut self) {
+        if self.tail.capacity() - self.tail.len() < MIN_SPARE {
+            self.tail.reserve(TAIL_HEADROOM);
+        }
     }
 
     /// Number of separate chunks (one `iovec` each in a vectored write).
@@ -135,6 +141,9 @@ impl Outgoing {
         match (self.queue.len(), self.tail.is_empty()) {
             (0, _) => {
                 self.len = 0;
+                // Room for what comes next (e.g. the next datagram) in the same buffer, so
+                // datagrams still waiting to be sent do not cost an allocation each.
+                self.ensure_spare();
                 self.tail.split().freeze()
             }
             (1, true) => {
