@@ -5,7 +5,7 @@ use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
 use futures::future::BoxFuture;
 use futures::StreamExt;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -13,9 +13,9 @@ use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
-use tendril_core::tracker::{ConnId, Tracker, TrackerConfig, TrackerEvent, Transmit};
+use tendril_core::tracker::{ConnId, Tracker, TrackerConfig, TrackerEvent};
 use tendril_core::{Addr, Proto, Reject, Tendril};
-use tendril_net::{UdpIo, WrapperChain};
+use tendril_net::{Outbox, UdpIo, WrapperChain};
 use tracing::Instrument;
 
 use crate::handle::{Command, Route};
@@ -25,8 +25,9 @@ use crate::registry::Transport;
 use crate::stream::resolve;
 use crate::TendrilHandle;
 
-/// Receive calls per wake-up before the task lets its other work (commands, timers) in.
-const RECV_BATCH: usize = 64;
+/// Receive calls (batches of datagrams) per wake-up before the task lets its other work
+/// (commands, timers) in.
+const RECV_ROUNDS: usize = 16;
 
 /// UDP.
 pub(crate) struct Udp;
@@ -81,7 +82,7 @@ fn bind(
         tracker,
         peer_tx,
         handles: HashMap::new(),
-        pending: VecDeque::new(),
+        outbox: Outbox::new(),
     };
     ctx.spawn(task.run(peer_rx, connect_rx).instrument(span));
     Ok(local)
@@ -94,7 +95,7 @@ struct SocketTask {
     tracker: Tracker<Bytes, Bytes, Logged>,
     peer_tx: mpsc::UnboundedSender<(ConnId, Command)>,
     handles: HashMap<ConnId, TendrilHandle>,
-    pending: VecDeque<Transmit>,
+    outbox: Outbox,
 }
 
 impl SocketTask {
@@ -113,7 +114,7 @@ impl SocketTask {
         let mut armed: Option<Duration> = None;
         loop {
             self.settle();
-            if failed || (stopping && self.tracker.is_empty() && self.pending.is_empty()) {
+            if failed || (stopping && self.tracker.is_empty() && self.outbox.is_empty()) {
                 break;
             }
             let deadline = self.tracker.poll_timeout();
@@ -139,7 +140,7 @@ impl SocketTask {
                     }
                     Poll::Pending => {}
                 }
-                if !self.pending.is_empty() && self.socket.poll_writable(cx).is_ready() {
+                if !self.outbox.is_empty() && self.socket.poll_writable(cx).is_ready() {
                     ready = true;
                 }
                 while let Poll::Ready(Some((id, command))) = peer_rx.poll_next_unpin(cx) {
@@ -189,13 +190,13 @@ impl SocketTask {
         received: &mut Vec<tendril_net::Received>,
     ) -> Poll<io::Result<()>> {
         let mut got = false;
-        for _ in 0..RECV_BATCH {
+        for _ in 0..RECV_ROUNDS {
             received.clear();
             match self
                 .io
                 .recv(self.socket.get_ref(), buf, |r| received.push(r))
             {
-                Ok(()) => {
+                Ok(_) => {
                     got = true;
                     let now = self.ctx.now();
                     for r in received.iter() {
@@ -203,6 +204,8 @@ impl SocketTask {
                         self.tracker
                             .handle_datagram(now, r.local, r.remote, data, false);
                     }
+                    // This batch's replies leave before the next batch is read.
+                    self.settle();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     match self.socket.poll_readable(cx) {
@@ -301,24 +304,15 @@ impl SocketTask {
             }
         }
         while let Some(t) = self.tracker.poll_transmit() {
-            self.pending.push_back(t);
+            self.outbox.push(t);
         }
-        while let Some(t) = self.pending.front() {
-            let (Some(local), Some(remote)) = (t.local.ip(), t.remote.ip()) else {
-                self.pending.pop_front();
-                continue;
-            };
-            // `write_with` in poll form: on `WouldBlock` the task waits for `poll_writable`.
-            match self
-                .io
-                .send(self.socket.get_ref(), Some(local), remote, &t.data)
-            {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => tracing::debug!(%remote, error = %e, "send failed"),
-                Ok(()) => {}
-            }
-            self.pending.pop_front();
-        }
+        // `write_with` in poll form: on `WouldBlock` the rest waits for `poll_writable`.
+        let _ = self.outbox.flush(
+            &self.io,
+            self.socket.get_ref(),
+            |send| send(),
+            |remote, e| tracing::debug!(%remote, error = %e, "send failed"),
+        );
     }
 }
 

@@ -2,15 +2,15 @@
 
 use bytes::Bytes;
 use socket2::SockRef;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
-use tendril_core::tracker::{ConnId, Tracker, TrackerConfig, TrackerEvent, Transmit};
+use tendril_core::tracker::{ConnId, Tracker, TrackerConfig, TrackerEvent};
 use tendril_core::{Addr, Proto, Reject, Tendril};
-use tendril_net::{UdpIo, WrapperChain};
+use tendril_net::{Outbox, UdpIo, WrapperChain, MAX_DATAGRAM};
 
 use crate::handle::{Command, Route};
 use crate::manager::{lock, BoxApp, Context, SharedAcceptor};
@@ -117,7 +117,7 @@ fn bind(
         aborted: false,
         failed: false,
         handles: HashMap::new(),
-        pending: VecDeque::new(),
+        outbox: Outbox::new(),
     };
     let span = tracing::info_span!("udp", %local);
     ctx.spawn("tendril-udp", move || {
@@ -146,18 +146,19 @@ struct SocketThread {
     /// The socket failed: the thread ends.
     failed: bool,
     handles: HashMap<ConnId, TendrilHandle>,
-    pending: VecDeque<Transmit>,
+    outbox: Outbox,
 }
 
 impl SocketThread {
     fn run(&mut self) {
-        let mut buf = vec![0u8; self.io.buffer_size()];
+        // One datagram per call: on a blocking socket (the readiness helper's `peek` needs one)
+        // a batch receive would wait for a full batch.
+        let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut received = Vec::new();
         loop {
             self.follow_stop();
             self.settle();
-            if self.failed || (self.stopping && self.tracker.is_empty() && self.pending.is_empty())
-            {
+            if self.failed || (self.stopping && self.tracker.is_empty() && self.outbox.is_empty()) {
                 break;
             }
             if self.readable && !self.stopping {
@@ -173,7 +174,7 @@ impl SocketThread {
                 self.tracker.handle_timeout(now);
                 continue;
             }
-            if self.pending.is_empty() {
+            if self.outbox.is_empty() {
                 let msg = match deadline {
                     Some(at) => self.rx.recv_timeout(at - now).ok(),
                     None => self.rx.recv().ok(),
@@ -232,7 +233,7 @@ impl SocketThread {
         self.readable = false;
         received.clear();
         match self.io.recv(&*self.socket, buf, |r| received.push(r)) {
-            Ok(()) => {
+            Ok(_) => {
                 let now = self.ctx.now();
                 for r in received.iter() {
                     let data = &buf[r.start..r.start + r.len];
@@ -350,21 +351,15 @@ impl SocketThread {
             }
         }
         while let Some(t) = self.tracker.poll_transmit() {
-            self.pending.push_back(t);
+            self.outbox.push(t);
         }
-        while let Some(t) = self.pending.front() {
-            let (Some(local), Some(remote)) = (t.local.ip(), t.remote.ip()) else {
-                self.pending.pop_front();
-                continue;
-            };
-            match self.io.send(&*self.socket, Some(local), remote, &t.data) {
-                // The send buffer stayed full for a slice of time: later.
-                Err(e) if transient(&e) => return,
-                Err(e) => tracing::debug!(%remote, error = %e, "send failed"),
-                Ok(()) => {}
-            }
-            self.pending.pop_front();
-        }
+        // The send buffer stayed full for a slice of time: the rest goes later.
+        let _ = self.outbox.flush(
+            &self.io,
+            &*self.socket,
+            |send| send(),
+            |remote, e| tracing::debug!(%remote, error = %e, "send failed"),
+        );
     }
 }
 

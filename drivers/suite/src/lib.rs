@@ -150,6 +150,55 @@ pub fn udp_echo(driver: &dyn Driver) {
     }
 }
 
+/// Bursts of datagrams from several peers to a wildcard-bound socket (IPv4 and IPv6), each
+/// burst sent before the server answers: every datagram is answered on its own, whole and in
+/// order, from the address it was sent to (IP_PKTINFO), whether the server reads them in batches
+/// and sends the replies in runs (GSO) or one by one.
+pub fn udp_bursts_from_several_peers(driver: &dyn Driver) {
+    const BURST: usize = 30;
+    // Runs of one size, then a shorter last datagram: 10 × 100, 10 × 400, 9 × 700, 1 × 7 bytes.
+    let datagram = |peer: usize, i: usize| -> Vec<u8> {
+        let len = if i + 1 == BURST {
+            7
+        } else {
+            100 + 300 * (i / 10)
+        };
+        vec![(peer * BURST + i) as u8; len]
+    };
+    for (endpoint, loopback) in [("0.0.0.0:0", "127.0.0.1"), ("[::]:0", "::1")] {
+        let (acceptor, _closes) = echo(|_| {}, false);
+        let server = driver
+            .start("udp", endpoint, acceptor, WrapperChain::new())
+            .unwrap();
+        let to = SocketAddr::new(loopback.parse().unwrap(), ip(&*server).port());
+        let peers: Vec<UdpSocket> = (0..3)
+            .map(|_| {
+                let peer = UdpSocket::bind((loopback, 0)).unwrap();
+                peer.set_read_timeout(Some(WAIT)).unwrap();
+                peer
+            })
+            .collect();
+        for (p, peer) in peers.iter().enumerate() {
+            for i in 0..BURST {
+                peer.send_to(&datagram(p, i), to).unwrap();
+            }
+        }
+        let mut buf = vec![0; 65_536];
+        for (p, peer) in peers.iter().enumerate() {
+            for i in 0..BURST {
+                let (n, from) = peer.recv_from(&mut buf).expect("a reply datagram");
+                assert_eq!(
+                    from, to,
+                    "peer {p}, reply {i}: from the address it was sent to"
+                );
+                assert_eq!(&buf[..n], datagram(p, i), "peer {p}, reply {i}");
+            }
+        }
+        assert_eq!(server.tendril_count(), peers.len());
+        server.stop();
+    }
+}
+
 /// Unix-socket echo through the "unix" protocol.
 #[cfg(unix)]
 pub fn unix_echo(driver: &dyn Driver, tag: &str) {
@@ -461,6 +510,10 @@ macro_rules! driver_suite {
         #[test]
         fn suite_udp_echo() {
             $crate::udp_echo(&suite_driver());
+        }
+        #[test]
+        fn suite_udp_bursts_from_several_peers() {
+            $crate::udp_bursts_from_several_peers(&suite_driver());
         }
         #[cfg(unix)]
         #[test]

@@ -2,13 +2,13 @@
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tendril_core::tracker::{ConnId, Tracker, TrackerConfig, TrackerEvent, Transmit};
+use tendril_core::tracker::{ConnId, Tracker, TrackerConfig, TrackerEvent};
 use tendril_core::{Addr, Proto, Reject, Tendril};
-use tendril_net::{UdpIo, WrapperChain};
+use tendril_net::{Outbox, UdpIo, WrapperChain};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -17,6 +17,9 @@ use crate::handle::{Command, Route};
 use crate::manager::{lock, BoxApp, Context, SharedAcceptor};
 use crate::registry::Transport;
 use crate::TendrilHandle;
+
+/// Receive batches per wake-up before commands and timers get their turn.
+const RECV_ROUNDS: usize = 16;
 
 /// UDP.
 pub(crate) struct Udp;
@@ -89,7 +92,7 @@ fn bind(
             tracker,
             peer_tx,
             handles: HashMap::new(),
-            pending: VecDeque::new(),
+            outbox: Outbox::new(),
         }
         .run(peer_rx, connect_rx),
         span,
@@ -104,7 +107,7 @@ struct SocketTask {
     tracker: Tracker<Bytes, Bytes, BoxApp>,
     peer_tx: mpsc::UnboundedSender<(ConnId, Command)>,
     handles: HashMap<ConnId, TendrilHandle>,
-    pending: VecDeque<Transmit>,
+    outbox: Outbox,
 }
 
 impl SocketTask {
@@ -121,7 +124,7 @@ impl SocketTask {
         tokio::pin!(sleep);
         loop {
             self.settle();
-            if stopping && self.tracker.is_empty() && self.pending.is_empty() {
+            if stopping && self.tracker.is_empty() && self.outbox.is_empty() {
                 break;
             }
             let deadline = self.tracker.poll_timeout();
@@ -142,7 +145,7 @@ impl SocketTask {
                     }
                     self.receive(&mut buf, &mut received);
                 }
-                _ = self.socket.writable(), if !self.pending.is_empty() => {}
+                _ = self.socket.writable(), if !self.outbox.is_empty() => {}
                 Some((id, command)) = peer_rx.recv() => self.command(id, command),
                 Some(connect) = connect_rx.recv() => self.connect(connect),
                 _ = &mut sleep, if deadline.is_some() => self.tracker.handle_timeout(self.ctx.now()),
@@ -153,21 +156,26 @@ impl SocketTask {
         }
     }
 
-    /// Read every datagram waiting on the socket into the tracker.
+    /// Read the datagrams waiting on the socket into the tracker, a batch per system call, and
+    /// send each batch's replies before reading the next (they leave while the peers' next
+    /// datagrams arrive). Stops when the socket is drained or after [`RECV_ROUNDS`] batches, so
+    /// commands and timers get their turn; the socket is still readable then, and the select
+    /// loop comes straight back.
     fn receive(&mut self, buf: &mut [u8], received: &mut Vec<tendril_net::Received>) {
-        loop {
+        for _ in 0..RECV_ROUNDS {
             received.clear();
             let result = self.socket.try_io(Interest::READABLE, || {
                 self.io.recv(&self.socket, buf, |r| received.push(r))
             });
             match result {
-                Ok(()) => {
+                Ok(_) => {
                     let now = self.ctx.now();
                     for r in received.iter() {
                         let data = &buf[r.start..r.start + r.len];
                         self.tracker
                             .handle_datagram(now, r.local, r.remote, data, false);
                     }
+                    self.settle();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -253,23 +261,16 @@ impl SocketTask {
             }
         }
         while let Some(t) = self.tracker.poll_transmit() {
-            self.pending.push_back(t);
+            self.outbox.push(t);
         }
-        while let Some(t) = self.pending.front() {
-            let (Some(local), Some(remote)) = (t.local.ip(), t.remote.ip()) else {
-                self.pending.pop_front();
-                continue;
-            };
-            let result = self.socket.try_io(Interest::WRITABLE, || {
-                self.io.send(&self.socket, Some(local), remote, &t.data)
-            });
-            match result {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => tracing::debug!(%remote, error = %e, "send failed"),
-                Ok(()) => {}
-            }
-            self.pending.pop_front();
-        }
+        let (socket, io) = (&self.socket, &self.io);
+        // On `WouldBlock` the rest waits for `writable`.
+        let _ = self.outbox.flush(
+            io,
+            socket,
+            |send| socket.try_io(Interest::WRITABLE, send),
+            |remote, e| tracing::debug!(%remote, error = %e, "send failed"),
+        );
     }
 }
 
