@@ -589,3 +589,53 @@ async fn a_connect_only_udp_manager_gets_its_replies() {
     assert_eq!(reply.unwrap(), "pong");
     manager.stop().await;
 }
+
+/// Echoes lines and records the largest read size its connection had.
+struct ReadSizes(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Application for ReadSizes {
+    fn recv_frame(&mut self, t: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+        self.0
+            .fetch_max(t.config().read_size, std::sync::atomic::Ordering::Relaxed);
+        t.send_frame(frame)?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_fills_its_reads_reads_more_at_a_time_and_loses_no_byte() {
+    let manager = get_manager("tcp", "127.0.0.1:0").unwrap();
+    let largest = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = largest.clone();
+    manager
+        .start(
+            move |t: &mut Tendril| {
+                t.set_recv_framer(Line::crlf());
+                t.set_send_framer(Line::crlf());
+                Ok(ReadSizes(seen.clone()))
+            },
+            WrapperChain::new(),
+        )
+        .await
+        .unwrap();
+    let start = Config::default().read_size;
+    let data: Vec<u8> = (0..8192)
+        .flat_map(|i| format!("line {i:05} {}\r\n", "x".repeat(50)).into_bytes())
+        .collect();
+    let (mut rd, mut wr) = TcpStream::connect(port_addr(&manager))
+        .await
+        .unwrap()
+        .into_split();
+    let sent = data.clone();
+    let writer = tokio::spawn(async move { wr.write_all(&sent).await.unwrap() });
+    let mut echoed = vec![0; data.len()];
+    tokio::time::timeout(Duration::from_secs(10), rd.read_exact(&mut echoed))
+        .await
+        .expect("the echo within 10 s")
+        .unwrap();
+    writer.await.unwrap();
+    assert!(echoed == data, "the echo differs");
+    let largest = largest.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(largest > start, "read size stayed at {largest}");
+    manager.stop().await;
+}
