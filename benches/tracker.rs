@@ -131,7 +131,7 @@ fn tracker(c: &mut Criterion) {
                     }
                     Datagram::new(local, remote, &PAYLOAD)
                 });
-                tracker.handle_datagrams(NOW, &batch);
+                tracker.handle_datagrams(NOW, batch);
                 while let Some(transmit) = tracker.poll_transmit() {
                     black_box(transmit);
                 }
