@@ -199,6 +199,9 @@ fn poll_read_into<S: AsyncRead + Unpin>(
         _ => 0,
     };
     buf.truncate(start + n);
+    if n == read_size {
+        tendril_net::grow_reads(tendril);
+    }
     result
 }
 

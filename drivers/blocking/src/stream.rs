@@ -235,7 +235,12 @@ impl Conn {
         let now = self.ctx.now();
         match result {
             Ok(0) => self.tendril.handle_eof(now),
-            Ok(n) => self.tendril.handle_read(now, n),
+            Ok(n) => {
+                if n == size {
+                    tendril_net::grow_reads(&mut self.tendril);
+                }
+                self.tendril.handle_read(now, n)
+            }
             Err(e) if transient(&e) => {}
             Err(e) => {
                 tracing::debug!(error = %e, "read failed");

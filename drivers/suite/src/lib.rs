@@ -199,6 +199,45 @@ pub fn udp_bursts_from_several_peers(driver: &dyn Driver) {
     }
 }
 
+/// Echoes frames and records the largest read size its connection had.
+struct ReadSizes(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Application for ReadSizes {
+    fn recv_frame(&mut self, t: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+        self.0
+            .fetch_max(t.config().read_size, std::sync::atomic::Ordering::Relaxed);
+        t.send_frame(frame)?;
+        Ok(())
+    }
+}
+
+/// A peer that pipelines faster than one read takes: its connection reads more at a time than
+/// the configured read size, and every byte comes back in order.
+pub fn busy_connection_reads_more_at_a_time(driver: &dyn Driver) {
+    let largest = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = largest.clone();
+    let acceptor = acceptor(move |t: &mut Tendril| {
+        lines(t);
+        Ok::<_, Reject>(ReadSizes(seen.clone()))
+    });
+    let server = driver
+        .start("tcp", "127.0.0.1:0", acceptor, WrapperChain::new())
+        .unwrap();
+    let data: Vec<u8> = (0..8192)
+        .flat_map(|i| format!("line {i:05} {}\r\n", "x".repeat(50)).into_bytes())
+        .collect();
+    let mut client = connect(ip(&*server));
+    let mut writer = client.try_clone().unwrap();
+    let sent = data.clone();
+    let writing = std::thread::spawn(move || writer.write_all(&sent).unwrap());
+    assert!(read_n(&mut client, data.len()) == data, "the echo differs");
+    writing.join().unwrap();
+    let largest = largest.load(std::sync::atomic::Ordering::Relaxed);
+    let configured = tendril_core::Config::default().read_size;
+    assert!(largest > configured, "reads stayed at {largest} bytes");
+    server.stop();
+}
+
 /// Unix-socket echo through the "unix" protocol.
 #[cfg(unix)]
 pub fn unix_echo(driver: &dyn Driver, tag: &str) {
@@ -510,6 +549,10 @@ macro_rules! driver_suite {
         #[test]
         fn suite_udp_echo() {
             $crate::udp_echo(&suite_driver());
+        }
+        #[test]
+        fn suite_busy_connection_reads_more_at_a_time() {
+            $crate::busy_connection_reads_more_at_a_time(&suite_driver());
         }
         #[test]
         fn suite_udp_bursts_from_several_peers() {

@@ -118,7 +118,7 @@ async fn run<S>(
                     }
                     Poll::Ready(Ok(n)) => {
                         if n == room {
-                            grow_reads(&mut tendril);
+                            tendril_net::grow_reads(&mut tendril);
                         }
                         tendril.handle_read(ctx.now(), n);
                         ready = true;
@@ -143,21 +143,6 @@ async fn run<S>(
         .await;
     }
     tracing::debug!(stats = ?tendril.stats(), "finished");
-}
-
-/// The most a busy connection reads per system call.
-const MAX_READ: usize = 64 * 1024;
-
-/// A read filled all the room it had: the peer sends faster than one read takes, so read more
-/// at a time (up to [`MAX_READ`]): fewer system calls, more frames dispatched per read and
-/// replies written per write. An idle connection still gives its buffer back (see
-/// `release_idle_buffers`), so only busy connections hold the larger one.
-fn grow_reads(tendril: &mut Tendril) {
-    let mut config = *tendril.config();
-    if config.read_size < MAX_READ {
-        config.read_size = (config.read_size * 2).min(MAX_READ);
-        tendril.set_config(config);
-    }
 }
 
 /// TCP.
