@@ -199,11 +199,9 @@ impl SocketTask {
                 Ok(_) => {
                     got = true;
                     let now = self.ctx.now();
-                    for r in received.iter() {
-                        let data = &buf[r.start..r.start + r.len];
-                        self.tracker
-                            .handle_datagram(now, r.local, r.remote, data, false);
-                    }
+                    let buf = &*buf;
+                    self.tracker
+                        .handle_datagrams(now, received.iter().map(|r| r.datagram(buf)));
                     // This batch's replies leave before the next batch is read.
                     self.settle();
                 }

@@ -235,11 +235,9 @@ impl SocketThread {
         match self.io.recv(&*self.socket, buf, |r| received.push(r)) {
             Ok(_) => {
                 let now = self.ctx.now();
-                for r in received.iter() {
-                    let data = &buf[r.start..r.start + r.len];
-                    self.tracker
-                        .handle_datagram(now, r.local, r.remote, data, false);
-                }
+                let buf = &*buf;
+                self.tracker
+                    .handle_datagrams(now, received.iter().map(|r| r.datagram(buf)));
             }
             Err(e) => self.error(&e),
         }

@@ -25,7 +25,7 @@ use std::fmt;
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tendril_core::tracker::Transmit;
+use tendril_core::tracker::{Datagram, Transmit};
 use tendril_core::{Application, BoxFramer, Framer, Identity, Reject, Tendril};
 
 /// A boxed application, as managers keep them.
@@ -274,6 +274,18 @@ pub struct Received {
     pub start: usize,
     /// Its length.
     pub len: usize,
+}
+
+impl Received {
+    /// The datagram in `buf` (the buffer given to [`UdpIo::recv`]), for
+    /// [`Tracker::handle_datagrams`](tendril_core::tracker::Tracker::handle_datagrams).
+    pub fn datagram<'b>(&self, buf: &'b [u8]) -> Datagram<'b> {
+        Datagram::new(
+            self.local,
+            self.remote,
+            &buf[self.start..self.start + self.len],
+        )
+    }
 }
 
 /// Datagram I/O on one socket: receives batches with the destination address of each datagram,

@@ -170,11 +170,9 @@ impl SocketTask {
             match result {
                 Ok(_) => {
                     let now = self.ctx.now();
-                    for r in received.iter() {
-                        let data = &buf[r.start..r.start + r.len];
-                        self.tracker
-                            .handle_datagram(now, r.local, r.remote, data, false);
-                    }
+                    let buf = &*buf;
+                    self.tracker
+                        .handle_datagrams(now, received.iter().map(|r| r.datagram(buf)));
                     self.settle();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
