@@ -297,6 +297,27 @@ pub struct UdpIo {
     local: SocketAddr,
 }
 
+/// Give back the system's default for datagrams larger than the path MTU: fragment them.
+///
+/// `quinn-udp` sets `IP_PMTUDISC_PROBE` (QUIC sizes its own packets and must never be
+/// fragmented), under which a datagram larger than the interface's MTU fails with `EMSGSIZE`.
+/// Datagram protocols such as DNS send replies larger than 1,500 bytes (EDNS(0) allows 4,096) and
+/// rely on IP fragmentation, so the socket goes back to `IP_PMTUDISC_WANT`: path MTU discovery,
+/// and fragmentation of what does not fit.
+#[cfg(target_os = "linux")]
+fn allow_fragmentation<S: std::os::fd::AsFd>(socket: &S, ipv4: bool) -> io::Result<()> {
+    use rustix::net::sockopt;
+    if ipv4 {
+        sockopt::set_ip_mtu_discover(socket, sockopt::Ipv4PathMtuDiscovery::WANT)?;
+    } else {
+        sockopt::set_ipv6_mtu_discover(socket, sockopt::Ipv6PathMtuDiscovery::WANT)?;
+        // A dual-stack socket also sends IPv4 (to IPv4-mapped peers); an IPv6-only one has no
+        // IPv4 option to set.
+        let _ = sockopt::set_ip_mtu_discover(socket, sockopt::Ipv4PathMtuDiscovery::WANT);
+    }
+    Ok(())
+}
+
 impl UdpIo {
     /// Prepare `socket` (sets the options `quinn-udp` needs, e.g. `IP_PKTINFO`, and turns GRO
     /// on where the system has it).
@@ -307,6 +328,8 @@ impl UdpIo {
             .as_socket()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))?;
         let state = quinn_udp::UdpSocketState::new(socket.into())?;
+        #[cfg(target_os = "linux")]
+        allow_fragmentation(socket, local.is_ipv4())?;
         Ok(UdpIo { state, local })
     }
 
@@ -652,6 +675,23 @@ mod tests {
             }
         }
         (got, calls)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn datagrams_larger_than_the_path_mtu_may_be_fragmented() {
+        use rustix::net::sockopt;
+        // quinn-udp forbids fragmentation; a 4 KiB DNS reply over a 1,500-byte link needs it.
+        let (server, _io, _, _) = udp_pair("127.0.0.1:0");
+        assert_eq!(
+            sockopt::ip_mtu_discover(&server).unwrap(),
+            sockopt::Ipv4PathMtuDiscovery::WANT
+        );
+        let (server, _io, _, _) = udp_pair("[::1]:0");
+        assert_eq!(
+            sockopt::ipv6_mtu_discover(&server).unwrap(),
+            sockopt::Ipv6PathMtuDiscovery::WANT
+        );
     }
 
     #[test]
