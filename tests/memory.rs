@@ -68,6 +68,9 @@ fn idle_connections_and_peers_hold_little_memory() {
     }
     let per_udp = (live_bytes() - before) / 100_000;
     eprintln!("idle tracked UDP peer: {per_udp} bytes (table, slot, tendril, framers, timer)");
-    assert!(per_udp <= 256, "{per_udp} bytes per idle UDP peer (goal: 256)");
+    assert!(
+        per_udp <= 256,
+        "{per_udp} bytes per idle UDP peer (goal: 256)"
+    );
     assert_eq!(tracker.len(), 100_000);
 }
