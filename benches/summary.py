@@ -43,6 +43,12 @@ def load(root):
     return results
 
 
+def size_bytes(label):
+    """`512B` -> 512, `2KiB` -> 2048."""
+    digits = int("".join(c for c in label if c.isdigit()) or 0)
+    return digits * 1024 if label.endswith("KiB") else digits
+
+
 def fmt(rate, unit):
     if unit == "bytes":
         return f"{rate / 2**30:,.2f}"
@@ -124,7 +130,7 @@ def main():
     table(results, "encode", "", "Encode")
     sends = sorted(
         {(f, s) for (g, f, _, s) in results if g == "send_frames"},
-        key=lambda fs: (fs[0], int("".join(c for c in fs[1] if c.isdigit()) or 0)),
+        key=lambda fs: (fs[0], size_bytes(fs[1])),
     )
     if sends:
         print("### Encode + vectored write — send_frames (millions of frames/s)\n")
