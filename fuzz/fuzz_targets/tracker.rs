@@ -1,7 +1,9 @@
 //! The UDP tracker: datagrams from arbitrary peers at arbitrary times, with small limits.
 //! Invariants: the table never exceeds its limit, remembered rejections never exceed theirs,
 //! replies only go to the peer that sent what they echo, each peer's `closed` runs at most once,
-//! and a peer's deadline is never in the past after `handle_timeout`.
+//! a peer's deadline is never in the past after `handle_timeout`, and a peer's counters survive
+//! its trips between parked and live (frames that set a timer, pause delivery or close keep a
+//! peer live for a while).
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -9,7 +11,7 @@ use bytes::Bytes;
 use core::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use tendril_core::tracker::{Tracker, TrackerConfig};
+use tendril_core::tracker::{Datagram, Tracker, TrackerConfig};
 use tendril_core::{
     AppError, Application, CloseReason, Framer, Identity, LengthPrefixed, Proto, Reject, Tendril,
 };
@@ -22,8 +24,12 @@ enum Op {
         data: Vec<u8>,
         truncated: bool,
     },
+    /// Several datagrams at once (`handle_datagrams`).
+    Batch(Vec<(u8, bool, Vec<u8>)>),
     Tick(u16),
     Close(u8),
+    /// Resume a peer's paused delivery.
+    Resume(u8),
 }
 
 #[derive(Arbitrary, Debug)]
@@ -39,16 +45,43 @@ struct Input {
 struct Echo {
     peer: SocketAddr,
     closes: u32,
+    frames: u64,
+}
+
+impl Echo {
+    /// A reply tagged with the peer it belongs to.
+    fn reply(&self, t: &mut Tendril, body: &[u8]) {
+        let mut reply = self.peer.to_string().into_bytes();
+        reply.push(b'|');
+        reply.extend_from_slice(&body[..body.len().min(64)]);
+        let _ = t.send_frame(Bytes::from(reply));
+    }
 }
 
 impl Application for Echo {
     fn recv_frame(&mut self, t: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
-        // Tag replies with the peer they belong to.
-        let mut reply = self.peer.to_string().into_bytes();
-        reply.push(b'|');
-        reply.extend_from_slice(&frame[..frame.len().min(64)]);
-        let _ = t.send_frame(Bytes::from(reply));
+        self.frames += 1;
+        assert_eq!(t.stats().frames_received, self.frames, "counters lost");
+        assert_eq!(
+            t.remote_addr().ip(),
+            Some(self.peer),
+            "another peer's tendril"
+        );
+        match frame.first() {
+            Some(b'T') => {
+                let ms = u64::from(frame.get(1).copied().unwrap_or(0));
+                t.set_timer(Some(t.now() + Duration::from_millis(ms)));
+            }
+            Some(b'P') => t.pause_recv(true),
+            Some(b'C') => t.close(),
+            _ => {}
+        }
+        self.reply(t, &frame);
         Ok(())
+    }
+
+    fn timer(&mut self, t: &mut Tendril) {
+        self.reply(t, b"timer");
     }
 
     fn closed(&mut self, _: &Tendril, _: &CloseReason) {
@@ -95,7 +128,11 @@ fuzz_target!(|input: Input| {
             if odd {
                 return Err(Reject::new("odd"));
             }
-            Ok(Echo { peer, closes: 0 })
+            Ok(Echo {
+                peer,
+                closes: 0,
+                frames: 0,
+            })
         },
     );
     let local = SocketAddr::from((Ipv4Addr::LOCALHOST, 53));
@@ -108,6 +145,14 @@ fuzz_target!(|input: Input| {
                 data,
                 truncated,
             } => tracker.handle_datagram(now, local, peer(n, v6), &data, truncated),
+            Op::Batch(datagrams) => {
+                let batch: Vec<Datagram> = datagrams
+                    .iter()
+                    .take(64)
+                    .map(|(n, v6, data)| Datagram::new(local, peer(*n, *v6), data))
+                    .collect();
+                tracker.handle_datagrams(now, batch);
+            }
             Op::Tick(ms) => {
                 now += Duration::from_millis(u64::from(ms));
                 tracker.handle_timeout(now);
@@ -119,6 +164,17 @@ fuzz_target!(|input: Input| {
                 let ids: Vec<_> = tracker.ids().collect();
                 if let Some(&id) = ids.get(usize::from(n) % ids.len().max(1)) {
                     tracker.with(now, id, |t, _| t.close());
+                }
+            }
+            Op::Resume(n) => {
+                let ids: Vec<_> = tracker.ids().collect();
+                if let Some(&id) = ids.get(usize::from(n) % ids.len().max(1)) {
+                    let frames = tracker.get(id).map(|p| p.stats().frames_received);
+                    tracker.with(now, id, |t, app| {
+                        assert_eq!(Some(t.stats().frames_received), frames);
+                        assert_eq!(t.stats().frames_received, app.frames);
+                        t.pause_recv(false);
+                    });
                 }
             }
         }
