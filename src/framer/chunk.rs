@@ -63,23 +63,26 @@ impl Chunk {
     pub fn remaining(&self) -> usize {
         self.remaining
     }
+
+    /// How many of `available` buffered bytes the next frame takes (0: none yet); in piecewise
+    /// mode, counts them off the current record.
+    #[inline]
+    fn take(&mut self, available: usize) -> usize {
+        if !self.piecewise {
+            return if available < self.len { 0 } else { self.len };
+        }
+        let n = available.min(self.remaining);
+        self.remaining -= n;
+        if self.remaining == 0 {
+            self.remaining = self.len;
+        }
+        n
+    }
 }
 
 impl SliceFramer for Chunk {
     fn next_slice(&mut self, buf: &[u8]) -> Result<Option<Slice>, FrameError> {
-        let n = if !self.piecewise {
-            if buf.len() < self.len {
-                return Ok(None);
-            }
-            self.len
-        } else {
-            let n = buf.len().min(self.remaining);
-            self.remaining -= n;
-            if self.remaining == 0 {
-                self.remaining = self.len;
-            }
-            n
-        };
+        let n = self.take(buf.len());
         Ok((n > 0).then_some(Slice {
             frame: 0..n,
             consumed: n,
@@ -91,21 +94,8 @@ impl Framer for Chunk {
     type Frame = Bytes;
 
     fn frameify(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        if !self.piecewise {
-            if buf.len() < self.len {
-                return Ok(None);
-            }
-            return Ok(Some(buf.split_to(self.len).freeze()));
-        }
-        if buf.is_empty() {
-            return Ok(None);
-        }
-        let n = buf.len().min(self.remaining);
-        self.remaining -= n;
-        if self.remaining == 0 {
-            self.remaining = self.len;
-        }
-        Ok(Some(buf.split_to(n).freeze()))
+        let n = self.take(buf.len());
+        Ok((n > 0).then(|| buf.split_to(n).freeze()))
     }
 
     fn frameify_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {

@@ -177,6 +177,16 @@ pub(crate) struct Terminator {
 
 /// Scan state shared by the framers whose frames end at a terminator (`Line`, `Delimiter`): a
 /// limit, the discard-oversized policy, and how far the buffer has been searched already.
+/// What [`Scanner::locate`] found.
+enum Located {
+    /// No terminator yet, and what is buffered may still become a frame.
+    Pending,
+    /// A frame whose body is `body` bytes and which ends (terminator included) at `end`.
+    Frame { body: usize, end: usize },
+    /// The frame is over the limit; `end` is where it ends if its terminator has arrived.
+    TooLong { end: Option<usize> },
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Scanner {
     pub max: usize,
@@ -209,6 +219,46 @@ impl Scanner {
         }
     }
 
+    /// Where the next terminated frame ends in `buf`, past what earlier calls scanned; `find`
+    /// returns where the terminator starts in a slice. Shared by [`next`](Self::next) and
+    /// [`next_slice`](Self::next_slice); the discard mode is theirs to apply.
+    #[inline(always)]
+    fn locate(
+        &mut self,
+        buf: &[u8],
+        rule: &Terminator,
+        find: impl Fn(&[u8]) -> Option<usize>,
+    ) -> Located {
+        let carry = rule.len - 1;
+        // A caller of `next_slice` may pass fewer bytes than it did before.
+        let from = if self.scanned <= buf.len() {
+            self.scanned
+        } else {
+            0
+        };
+        let Some(found) = find(&buf[from..]) else {
+            self.scanned = buf.len().saturating_sub(carry);
+            return if buf.len() > self.max.saturating_add(carry + usize::from(rule.strip_cr)) {
+                Located::TooLong { end: None }
+            } else {
+                Located::Pending
+            };
+        };
+        let pos = from + found;
+        self.scanned = 0;
+        let body = if rule.strip_cr && pos > 0 && buf[pos - 1] == b'\r' {
+            pos - 1
+        } else {
+            pos
+        };
+        let end = pos + rule.len;
+        if body > self.max {
+            Located::TooLong { end: Some(end) }
+        } else {
+            Located::Frame { body, end }
+        }
+    }
+
     /// The next terminated frame; `find` returns where the terminator starts in a slice.
     pub fn next(
         &mut self,
@@ -227,75 +277,54 @@ impl Scanner {
             self.discarding = false;
             return Err(self.too_long(rule.what, true));
         }
-        let Some(found) = find(&buf[self.scanned..]) else {
-            self.scanned = buf.len().saturating_sub(carry);
-            if buf.len() > self.max.saturating_add(carry + usize::from(rule.strip_cr)) {
+        match self.locate(buf, rule, find) {
+            Located::Pending => Ok(None),
+            Located::TooLong { end: None } => {
                 if !self.discard {
                     return Err(self.too_long(rule.what, false));
                 }
                 buf.advance(buf.len() - carry);
                 self.scanned = 0;
                 self.discarding = true;
+                Ok(None)
             }
-            return Ok(None);
-        };
-        let pos = self.scanned + found;
-        self.scanned = 0;
-        let body = if rule.strip_cr && pos > 0 && buf[pos - 1] == b'\r' {
-            pos - 1
-        } else {
-            pos
-        };
-        if body > self.max {
-            if self.discard {
-                buf.advance(pos + rule.len);
+            Located::TooLong { end: Some(end) } => {
+                if self.discard {
+                    buf.advance(end);
+                }
+                Err(self.too_long(rule.what, self.discard))
             }
-            return Err(self.too_long(rule.what, self.discard));
+            Located::Frame { body, end } => {
+                let mut frame = buf.split_to(end);
+                if !rule.keep {
+                    frame.truncate(body);
+                }
+                Ok(Some(frame.freeze()))
+            }
         }
-        let mut frame = buf.split_to(pos + rule.len);
-        if !rule.keep {
-            frame.truncate(body);
-        }
-        Ok(Some(frame.freeze()))
     }
 
-    /// [`Scanner::next`] in place: the frame's range and the bytes it spans.
+    /// [`Scanner::next`] in place: the frame's range and the bytes it spans. There is no discard
+    /// mode here: an oversized frame is an error.
     pub fn next_slice(
         &mut self,
         buf: &[u8],
         rule: &Terminator,
         find: impl Fn(&[u8]) -> Option<usize>,
     ) -> Result<Option<Slice>, FrameError> {
-        let carry = rule.len - 1;
-        let from = if self.scanned <= buf.len() {
-            self.scanned
-        } else {
-            0
-        };
-        let Some(found) = find(&buf[from..]) else {
-            self.scanned = buf.len().saturating_sub(carry);
-            if buf.len() > self.max.saturating_add(carry + usize::from(rule.strip_cr)) {
-                self.scanned = 0;
-                return Err(self.too_long(rule.what, false));
+        match self.locate(buf, rule, find) {
+            Located::Pending => Ok(None),
+            Located::TooLong { end } => {
+                if end.is_none() {
+                    self.scanned = 0;
+                }
+                Err(self.too_long(rule.what, false))
             }
-            return Ok(None);
-        };
-        let pos = from + found;
-        self.scanned = 0;
-        let body = if rule.strip_cr && pos > 0 && buf[pos - 1] == b'\r' {
-            pos - 1
-        } else {
-            pos
-        };
-        if body > self.max {
-            return Err(self.too_long(rule.what, false));
+            Located::Frame { body, end } => Ok(Some(Slice {
+                frame: 0..if rule.keep { end } else { body },
+                consumed: end,
+            })),
         }
-        let consumed = pos + rule.len;
-        let end = if rule.keep { consumed } else { body };
-        Ok(Some(Slice {
-            frame: 0..end,
-            consumed,
-        }))
     }
 
     /// At the end of input: what is left is the last, unterminated frame.
