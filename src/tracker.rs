@@ -149,6 +149,17 @@ struct Entry<In, Out, A> {
     scheduled: Option<Duration>,
 }
 
+impl<In, Out, A> Entry<In, Out, A> {
+    /// Make sure the timer heap wakes this entry (`id`) by `at`. The heap is lazy: an entry
+    /// already queued earlier stays queued, and a stale heap entry is skipped when it fires.
+    fn schedule(&mut self, timers: &mut Timers, id: ConnId, at: Duration) {
+        if self.scheduled.is_none_or(|s| at < s) {
+            self.scheduled = Some(at);
+            timers.push(Reverse((at, id)));
+        }
+    }
+}
+
 enum PeerState<In, Out> {
     /// Idle: framers, last-receive time and counters only (the usual state between datagrams).
     Parked(Parked<In, Out>),
@@ -171,6 +182,9 @@ struct Slot<In, Out, A> {
 }
 
 type Key = (Addr, Addr);
+
+/// Deadlines of entries, earliest first.
+type Timers = BinaryHeap<Reverse<(Duration, ConnId)>>;
 
 /// A key as an entry stores it: an IPv4 pair in 12 bytes, anything else boxed, so the usual
 /// slot stays within two cache lines.
@@ -249,40 +263,41 @@ fn slot_at<In, Out, A>(pages: &Pages<In, Out, A>, index: u32) -> Option<&Slot<In
     pages.get(index / PAGE)?.get(index % PAGE)
 }
 
+fn slot_at_mut<In, Out, A>(
+    pages: &mut Pages<In, Out, A>,
+    index: u32,
+) -> Option<&mut Slot<In, Out, A>> {
+    let index = index as usize;
+    pages.get_mut(index / PAGE)?.get_mut(index % PAGE)
+}
+
+/// The slot of `id` if it still holds that peer (same generation, not removed).
+fn live_slot<In, Out, A>(pages: &Pages<In, Out, A>, id: ConnId) -> Option<&Slot<In, Out, A>> {
+    slot_at(pages, id.index).filter(|slot| slot.generation == id.generation && slot.entry.is_some())
+}
+
 fn live_slot_mut<In, Out, A>(
     pages: &mut Pages<In, Out, A>,
     id: ConnId,
 ) -> Option<&mut Slot<In, Out, A>> {
-    let index = id.index as usize;
-    let slot = pages.get_mut(index / PAGE)?.get_mut(index % PAGE)?;
-    (slot.generation == id.generation && slot.entry.is_some()).then_some(slot)
+    slot_at_mut(pages, id.index)
+        .filter(|slot| slot.generation == id.generation && slot.entry.is_some())
 }
 
 /// `true` if `id` is tracked and has not exchanged datagrams both ways.
 fn unestablished_at<In, Out, A>(pages: &Pages<In, Out, A>, id: ConnId) -> bool {
-    slot_at(pages, id.index).is_some_and(|slot| {
-        slot.generation == id.generation && slot.entry.is_some() && !(slot.received && slot.sent)
-    })
+    live_slot(pages, id).is_some_and(|slot| !(slot.received && slot.sent))
 }
 
 fn entry_at<In, Out, A>(pages: &Pages<In, Out, A>, id: ConnId) -> Option<&Entry<In, Out, A>> {
-    let slot = slot_at(pages, id.index)?;
-    if slot.generation != id.generation {
-        return None;
-    }
-    slot.entry.as_ref()
+    live_slot(pages, id)?.entry.as_ref()
 }
 
 fn entry_at_mut<In, Out, A>(
     pages: &mut Pages<In, Out, A>,
     id: ConnId,
 ) -> Option<&mut Entry<In, Out, A>> {
-    let index = id.index as usize;
-    let slot = pages.get_mut(index / PAGE)?.get_mut(index % PAGE)?;
-    if slot.generation != id.generation {
-        return None;
-    }
-    slot.entry.as_mut()
+    live_slot_mut(pages, id)?.entry.as_mut()
 }
 
 /// A tracked peer as [`Tracker::get`] shows it: its addresses and counters.
@@ -379,7 +394,7 @@ pub struct Tracker<In, Out, A> {
     spare: Option<(Box<Tendril<In, Out>>, bool)>,
     /// Peers not yet established, oldest first (stale handles are skipped).
     unestablished: VecDeque<ConnId>,
-    timers: BinaryHeap<Reverse<(Duration, ConnId)>>,
+    timers: Timers,
     rejected: HashMap<Key, Duration>,
     rejected_order: VecDeque<(Duration, Key)>,
     transmits: VecDeque<Transmit>,
@@ -656,8 +671,7 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
                 // its idle timeout, so requeue it without unparking if it heard from the peer since.
                 if let Some(deadline) = parked.idle_deadline(&self.peer_config) {
                     if deadline > now {
-                        entry.scheduled = Some(deadline);
-                        self.timers.push(Reverse((deadline, id)));
+                        entry.schedule(&mut self.timers, id, deadline);
                         continue;
                     }
                 }
@@ -888,10 +902,7 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
             return;
         }
         if let Some(at) = tendril.poll_timeout() {
-            if entry.scheduled.is_none_or(|s| at < s) {
-                entry.scheduled = Some(at);
-                self.timers.push(Reverse((at, id)));
-            }
+            entry.schedule(&mut self.timers, id, at);
         }
         if tendril.can_park(&self.peer_config) {
             entry.peer = PeerState::Parked(tendril.park());
@@ -902,12 +913,7 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
     }
 
     fn remove(&mut self, id: ConnId) {
-        let index = id.index as usize;
-        let Some(slot) = self
-            .pages
-            .get_mut(index / PAGE)
-            .and_then(|page| page.get_mut(index % PAGE))
-        else {
+        let Some(slot) = slot_at_mut(&mut self.pages, id.index) else {
             return;
         };
         let Some(entry) = slot.entry.take() else {
