@@ -10,9 +10,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 /// `Vec`): copying wins at 512 B and 1 KiB, queueing by reference from 2 KiB on.
 pub const COPY_THRESHOLD: usize = 2048;
 
-/// Spare room kept in the tail when it is split off in front of a body queued by reference, so
-/// the headers and trailers of the next such bodies share one buffer instead of each needing a
-/// new one.
+/// Spare room kept in the tail when it is split off (in front of a body queued by reference, or
+/// taken whole as a datagram), so the small writes after it share one buffer instead of each
+/// needing a new one.
 const TAIL_HEADROOM: usize = 4096;
 
 /// Below this much spare room the tail gets [`TAIL_HEADROOM`] more before it is split.

@@ -94,24 +94,17 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
         clean: bool,
     ) {
         if !clean {
-            self.config = *config;
-            self.recv_buf.clear();
-            self.out.clear();
-            self.datagrams.clear();
-            self.layers.clear();
-            self.state = State::Open;
-            self.eof = false;
-            self.closing = None;
-            self.events.clear();
-            self.want_writable = false;
-            self.finishing = false;
-            self.write_shut = false;
-            self.layers_closing = false;
-            self.layers_closed = false;
-            self.recv_paused = false;
-            self.frame_started = None;
-            self.linger_deadline = None;
-            self.timer = None;
+            // Start over as a new connection, keeping only the buffers' memory.
+            let mut fresh = Tendril::spare(self.proto).with_config(*config);
+            fresh.recv_buf = core::mem::take(&mut self.recv_buf);
+            fresh.recv_buf.clear();
+            fresh.out = core::mem::take(&mut self.out);
+            fresh.out.clear();
+            fresh.datagrams = core::mem::take(&mut self.datagrams);
+            fresh.datagrams.clear();
+            fresh.events = core::mem::take(&mut self.events);
+            fresh.events.clear();
+            *self = fresh;
         }
         debug_assert!(self.can_park(config));
         self.recv = parked.recv;
