@@ -426,32 +426,23 @@ fn tracker_allocations(peers: usize, datagrams: usize) {
         while tracker.poll_transmit().is_some() {}
         while tracker.poll_event().is_some() {}
     }
-    // One more round warms each peer's buffers; the next round is counted.
+    // One round warms each peer's buffers (in `per_datagram`); the rounds after it are counted.
     let round = |tracker: &mut Tracker<Bytes, Bytes, Echo>| {
         for i in 0..peers {
             tracker.handle_datagram(now, local, peer(i), &payload, false);
             while tracker.poll_transmit().is_some() {}
         }
     };
-    round(&mut tracker);
-    let before = stats();
-    let mut sent = 0;
-    while sent < datagrams {
-        round(&mut tracker);
-        sent += peers;
-    }
-    let (b, by) = delta(&before, &stats());
+    let (allocs, bytes) = per_datagram(&mut tracker, peers, datagrams, round);
     println!(
-        "{:.3} allocations and {:.1} bytes allocated per datagram (echo reply included).\n",
-        b as f64 / sent as f64,
-        by as f64 / sent as f64
+        "{allocs:.3} allocations and {bytes:.1} bytes allocated per datagram (echo reply included).\n"
     );
 
     // Batches of 32 through `handle_datagrams`, the replies taken after each batch (as a driver
     // sends them after one `recvmmsg`): 32 replies are alive at once.
     let all: Vec<SocketAddr> = (0..peers).map(peer).collect();
     let mut replies = Vec::with_capacity(32);
-    let mut batches = |tracker: &mut Tracker<Bytes, Bytes, Echo>| {
+    let batches = |tracker: &mut Tracker<Bytes, Bytes, Echo>| {
         for chunk in all.chunks(32) {
             tracker.handle_datagrams(
                 now,
@@ -462,20 +453,31 @@ fn tracker_allocations(peers: usize, datagrams: usize) {
             replies.clear();
         }
     };
-    batches(&mut tracker);
+    let (allocs, bytes) = per_datagram(&mut tracker, peers, datagrams, batches);
+    println!(
+        "In batches of 32 (`handle_datagrams`, replies taken after each batch): {allocs:.3} \
+         allocations and {bytes:.1} bytes allocated per datagram (the replies share 4 KiB \
+         buffers).\n"
+    );
+}
+
+/// Allocations and bytes allocated per datagram over rounds of `round` (one datagram from each
+/// of `peers` peers), after one round of warm-up.
+fn per_datagram(
+    tracker: &mut Tracker<Bytes, Bytes, Echo>,
+    peers: usize,
+    datagrams: usize,
+    mut round: impl FnMut(&mut Tracker<Bytes, Bytes, Echo>),
+) -> (f64, f64) {
+    round(tracker);
     let before = stats();
     let mut sent = 0;
     while sent < datagrams {
-        batches(&mut tracker);
+        round(tracker);
         sent += peers;
     }
     let (b, by) = delta(&before, &stats());
-    println!(
-        "In batches of 32 (`handle_datagrams`, replies taken after each batch): {:.3} allocations \
-         and {:.1} bytes allocated per datagram (the replies share 4 KiB buffers).\n",
-        b as f64 / sent as f64,
-        by as f64 / sent as f64
-    );
+    (b as f64 / sent as f64, by as f64 / sent as f64)
 }
 
 /// Section 4: memory held by idle connections and peers.
