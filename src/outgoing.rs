@@ -139,7 +139,10 @@ impl Outgoing {
     pub fn take_all(&mut self) -> Bytes {
         let len = self.len;
         match (self.queue.len(), self.tail.is_empty()) {
-            (0, _) => {
+            // Nothing queued: no buffer is reserved for what might come (a closed connection
+            // keeps holding nothing).
+            (0, true) => Bytes::new(),
+            (0, false) => {
                 self.len = 0;
                 // Room for what comes next (e.g. the next datagram) in the same buffer, so
                 // datagrams still waiting to be sent do not cost an allocation each.
@@ -267,5 +270,15 @@ mod tests {
         assert_eq!(n, 3);
         let total: usize = slices[..n].iter().map(|s| s.len()).sum();
         assert_eq!(total, out.len());
+    }
+
+    #[test]
+    fn taking_from_an_empty_queue_reserves_nothing() {
+        let mut out = Outgoing::new();
+        assert!(out.take_all().is_empty());
+        assert_eq!(out.capacity(), 0, "a closed or idle connection holds no buffer");
+        out.put_slice(b"x");
+        assert_eq!(out.take_all(), &b"x"[..]);
+        assert!(out.capacity() > 0, "room kept for the next datagram");
     }
 }

@@ -27,6 +27,12 @@ pub struct Config {
     /// Close a connection whose frame, once begun, is not complete after this long (a peer
     /// trickling bytes to hold the connection: slowloris). Default: none.
     pub frame_timeout: Option<Duration>,
+    /// How long a layer (e.g. TLS) may take to finish its handshake, counted from when it was
+    /// wrapped; a peer that stalls or hangs up mid-handshake is then closed with
+    /// [`CloseReason::HandshakeTimeout`](crate::CloseReason::HandshakeTimeout). Default 10 s:
+    /// a TLS handshake is two round trips, so this leaves room for a slow link with several
+    /// retransmissions, while a connect-and-stall loop cannot hold sockets for long.
+    pub handshake_timeout: Option<Duration>,
     /// How long a graceful close may wait for the peer to take the queued bytes before the
     /// connection is aborted. Default 30 s.
     pub linger: Option<Duration>,
@@ -40,6 +46,7 @@ impl Default for Config {
             low_watermark: 256 * 1024,
             idle_timeout: None,
             frame_timeout: None,
+            handshake_timeout: Some(Duration::from_secs(10)),
             linger: Some(Duration::from_secs(30)),
         }
     }

@@ -35,6 +35,8 @@ pub enum CloseReason {
     /// A frame was started but not finished within the configured frame timeout (a slow or
     /// stalled peer: slowloris).
     FrameTimeout,
+    /// A layer (e.g. TLS) did not finish its handshake within the configured handshake timeout.
+    HandshakeTimeout,
     /// A graceful close did not finish in time (the peer stopped reading); queued bytes were
     /// dropped.
     LingerTimeout,
@@ -65,6 +67,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Aborted => f.write_str("aborted"),
             CloseReason::IdleTimeout => f.write_str("idle timeout"),
             CloseReason::FrameTimeout => f.write_str("a frame was not finished in time"),
+            CloseReason::HandshakeTimeout => f.write_str("the handshake was not finished in time"),
             CloseReason::LingerTimeout => {
                 f.write_str("the peer did not take the last bytes in time")
             }
@@ -225,6 +228,8 @@ pub struct Tendril<In = Bytes, Out = In> {
     /// When the partial frame now buffered began (for the frame timeout).
     frame_started: Option<Duration>,
     linger_deadline: Option<Duration>,
+    /// When the newest layer was wrapped (its handshake began).
+    handshake_started: Duration,
     timer: Option<Duration>,
     stats: Stats,
 }
@@ -280,6 +285,7 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
             last_received: Duration::ZERO,
             frame_started: None,
             linger_deadline: None,
+            handshake_started: Duration::ZERO,
             timer: None,
             stats: Stats::default(),
         }
@@ -302,6 +308,7 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
     pub fn started_at(mut self, now: Duration) -> Self {
         self.now = now;
         self.last_received = now;
+        self.handshake_started = now;
         self
     }
 
@@ -458,9 +465,16 @@ impl<In, Out> Tendril<In, Out> {
     /// The peer ended its stream. Frames still buffered are delivered (with
     /// [`Framer::frameify_eof`]), then the connection closes with
     /// [`CloseReason::PeerClosed`] once everything queued for the peer has been written.
+    ///
+    /// A layer still in its handshake can never finish it once the peer has stopped sending, so
+    /// its goodbye is skipped: a TLS peer that hangs up mid-handshake is closed, not kept
+    /// waiting for a handshake that cannot complete.
     pub fn handle_eof(&mut self, now: Duration) {
         self.now = now;
         self.eof = true;
+        if self.is_handshaking() {
+            self.layers_closed = true;
+        }
     }
 
     /// The socket failed: the connection closes at once with [`CloseReason::Io`].
@@ -469,7 +483,8 @@ impl<In, Out> Tendril<In, Out> {
         self.fail(CloseReason::Io(message.into()));
     }
 
-    /// The driver's timer fired: idle timeout, linger timeout and the application's timer.
+    /// The driver's timer fired: handshake, idle, frame and linger timeouts and the
+    /// application's timer.
     pub fn handle_timeout(&mut self, now: Duration) {
         self.now = now;
         if self.state == State::Closed {
@@ -478,6 +493,11 @@ impl<In, Out> Tendril<In, Out> {
         if self.linger_deadline.is_some_and(|d| now >= d) {
             self.fail(CloseReason::LingerTimeout);
             return;
+        }
+        if self.handshake_deadline().is_some_and(|d| now >= d) {
+            // Also while closing: a close that waits for a handshake waits no longer.
+            self.layers_closed = true;
+            self.close_with(CloseReason::HandshakeTimeout);
         }
         if self.state == State::Open {
             if let Some(idle) = self.config.idle_timeout {
@@ -507,10 +527,16 @@ impl<In, Out> Tendril<In, Out> {
             ),
             _ => (None, None),
         };
-        [idle, frame, self.linger_deadline, self.timer]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            idle,
+            frame,
+            self.handshake_deadline(),
+            self.linger_deadline,
+            self.timer,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ---- output ------------------------------------------------------------------------
@@ -813,6 +839,7 @@ impl<In, Out> Tendril<In, Out> {
             recv_in: BytesMut::new(),
             send_in: Outgoing::new(),
         });
+        self.handshake_started = self.now;
         // Let the new layer start (a TLS client sends its ClientHello now).
         self.pump_send();
     }
@@ -823,6 +850,15 @@ impl<In, Out> Tendril<In, Out> {
     }
 
     // ---- internals ---------------------------------------------------------------------
+
+    /// When the handshake under way must be complete (none once every layer is through it, or
+    /// once it was given up).
+    fn handshake_deadline(&self) -> Option<Duration> {
+        if self.layers_closed || !self.is_handshaking() {
+            return None;
+        }
+        Some(self.handshake_started + self.config.handshake_timeout?)
+    }
 
     /// When the partial frame buffered now must be complete.
     fn frame_deadline(&self) -> Option<Duration> {
@@ -877,7 +913,7 @@ impl<In, Out> Tendril<In, Out> {
         self.out.shrink();
         for slot in &mut self.layers {
             slot.recv_in = BytesMut::new();
-            slot.send_in.clear();
+            slot.send_in = Outgoing::new();
         }
         self.events.push_back(Event::Closed(reason));
     }
