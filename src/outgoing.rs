@@ -276,7 +276,11 @@ mod tests {
     fn taking_from_an_empty_queue_reserves_nothing() {
         let mut out = Outgoing::new();
         assert!(out.take_all().is_empty());
-        assert_eq!(out.capacity(), 0, "a closed or idle connection holds no buffer");
+        assert_eq!(
+            out.capacity(),
+            0,
+            "a closed or idle connection holds no buffer"
+        );
         out.put_slice(b"x");
         assert_eq!(out.take_all(), &b"x"[..]);
         assert!(out.capacity() > 0, "room kept for the next datagram");

@@ -1,6 +1,9 @@
 //! The `dns` binary, started for real on loopback and asked by `dig` (when installed) and by
 //! queries built with hickory-proto over std sockets; and the zone loader.
 
+mod clients;
+
+use clients::DIG;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -505,19 +508,6 @@ fn exits_cleanly_on_ctrl_c() {
 
 // ---- dig -----------------------------------------------------------------------------------
 
-/// `true` if `dig` can be run. Without it the dig tests are skipped with a notice, unless
-/// `TENDRIL_REQUIRE_CLIENTS=1` (CI), where they fail.
-fn have_dig() -> bool {
-    if Command::new("dig").arg("-v").output().is_ok() {
-        return true;
-    }
-    if std::env::var("TENDRIL_REQUIRE_CLIENTS").as_deref() == Ok("1") {
-        panic!("dig is required (TENDRIL_REQUIRE_CLIENTS=1): install bind9-dnsutils");
-    }
-    eprintln!("skipping: dig is not installed (apt-get install bind9-dnsutils)");
-    false
-}
-
 /// Ask the server with dig (no recursion, a short retry budget); its standard output.
 fn dig(server: &Running, args: &[&str]) -> String {
     let mut command = Command::new("dig");
@@ -572,7 +562,7 @@ fn a(owner: &str, rtype: &str, rdata: &str) -> (String, String, String) {
 
 #[test]
 fn dig_gets_a_records_over_udp_and_tcp() {
-    if !have_dig() {
+    if !DIG.available("dig_gets_a_records_over_udp_and_tcp") {
         return;
     }
     let server = start_default();
@@ -600,7 +590,7 @@ fn dig_gets_a_records_over_udp_and_tcp() {
 
 #[test]
 fn dig_gets_aaaa_mx_and_cname_answers() {
-    if !have_dig() {
+    if !DIG.available("dig_gets_aaaa_mx_and_cname_answers") {
         return;
     }
     let server = start_default();
@@ -626,7 +616,7 @@ fn dig_gets_aaaa_mx_and_cname_answers() {
 
 #[test]
 fn dig_sees_nxdomain_and_refused() {
-    if !have_dig() {
+    if !DIG.available("dig_sees_nxdomain_and_refused") {
         return;
     }
     let server = start_default();
@@ -641,7 +631,7 @@ fn dig_sees_nxdomain_and_refused() {
 
 #[test]
 fn dig_sees_tc_over_udp_and_retries_over_tcp_for_big_answers() {
-    if !have_dig() {
+    if !DIG.available("dig_sees_tc_over_udp_and_retries_over_tcp_for_big_answers") {
         return;
     }
     let server = start_default();
@@ -663,7 +653,7 @@ fn dig_sees_tc_over_udp_and_retries_over_tcp_for_big_answers() {
 
 #[test]
 fn dig_names_are_case_insensitive() {
-    if !have_dig() {
+    if !DIG.available("dig_names_are_case_insensitive") {
         return;
     }
     let server = start_default();
@@ -673,7 +663,7 @@ fn dig_names_are_case_insensitive() {
 
 #[test]
 fn dig_sees_our_edns_and_badvers() {
-    if !have_dig() {
+    if !DIG.available("dig_sees_our_edns_and_badvers") {
         return;
     }
     let server = start_default();

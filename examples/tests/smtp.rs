@@ -4,6 +4,9 @@
 //! A missing client (python3, swaks) skips its test with a notice, unless
 //! `TENDRIL_REQUIRE_CLIENTS=1` (as in CI), which makes it fail.
 
+mod clients;
+
+use clients::{PYTHON3, SWAKS};
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -147,26 +150,6 @@ fn body(stored: &str) -> &str {
     stored.split_once(" +0000\r\n").unwrap().1
 }
 
-/// `true` if `program` runs. If it does not, it is an error when `TENDRIL_REQUIRE_CLIENTS=1`,
-/// otherwise the caller skips its test.
-fn client_available(program: &str, version_arg: &str) -> bool {
-    let found = Command::new(program)
-        .arg(version_arg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            std::env::var("TENDRIL_REQUIRE_CLIENTS").as_deref() != Ok("1"),
-            "{program} is not on PATH, and TENDRIL_REQUIRE_CLIENTS=1 requires it"
-        );
-        eprintln!("notice: {program} is not on PATH; skipping this test (CI installs it)");
-    }
-    found
-}
-
 /// Run a child to its end; kill it and fail after `LIMIT`.
 fn run(mut command: Command) -> Output {
     let child = command
@@ -209,7 +192,9 @@ fn python(dir: &TestDir, script: &str, args: &[&str]) -> String {
 
 #[test]
 fn smtplib_sends_to_two_recipients_and_the_file_has_the_envelope_and_unstuffed_lines() {
-    if !client_available("python3", "--version") {
+    if !PYTHON3.available(
+        "smtplib_sends_to_two_recipients_and_the_file_has_the_envelope_and_unstuffed_lines",
+    ) {
         return;
     }
     let dir = TestDir::new("smtplib");
@@ -254,7 +239,7 @@ print("sent")
 
 #[test]
 fn smtplib_starttls_with_a_trusted_certificate_delivers() {
-    if !client_available("python3", "--version") {
+    if !PYTHON3.available("smtplib_starttls_with_a_trusted_certificate_delivers") {
         return;
     }
     let dir = TestDir::new("smtplib-tls");
@@ -284,7 +269,7 @@ with smtplib.SMTP("localhost", port, timeout=20) as s:
 
 #[test]
 fn smtplib_gets_552_for_a_message_too_big_and_the_session_goes_on() {
-    if !client_available("python3", "--version") {
+    if !PYTHON3.available("smtplib_gets_552_for_a_message_too_big_and_the_session_goes_on") {
         return;
     }
     let dir = TestDir::new("smtplib-big");
@@ -469,7 +454,7 @@ fn plaintext_pipelined_after_starttls_is_not_executed() {
 
 #[test]
 fn swaks_delivers_with_pipelining_and_over_starttls() {
-    if !client_available("swaks", "--version") {
+    if !SWAKS.available("swaks_delivers_with_pipelining_and_over_starttls") {
         return;
     }
     let dir = TestDir::new("swaks");
