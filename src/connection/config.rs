@@ -19,7 +19,7 @@ pub struct Config {
     /// pauses, so a peer that does not read stops being read. Default 1 MiB.
     pub high_watermark: usize,
     /// At or below this many queued bytes a paused connection gets [`Event::Writable`](crate::Event::Writable).
-    /// Default 256 KiB.
+    /// Default 256 KiB. A value at or above `high_watermark` acts as `high_watermark - 1`.
     pub low_watermark: usize,
     /// Close a connection that received nothing for this long. Default: none for streams (the
     /// UDP tracker sets its own).

@@ -398,6 +398,13 @@ impl<In, Out> Tendril<In, Out> {
 
     /// Where the driver appends bytes read from the socket; call [`handle_read`](Self::handle_read)
     /// after appending. At least [`Config::read_size`] bytes of spare capacity are reserved.
+    ///
+    /// Read only while [`wants_read`](Self::wants_read) says so (a read already in flight when it
+    /// turned `false`, as on a completion-based driver, may still be handed in). Under that
+    /// contract no peer can make the connection hold more than its largest frame plus the reads
+    /// in flight; bytes handed in regardless are kept, not dropped, since a stream cannot lose
+    /// them, so a driver that ignores `wants_read` lets a peer that never reads its replies grow
+    /// the buffer.
     pub fn read_buf(&mut self) -> &mut BytesMut {
         let read_size = self.config.read_size;
         let buf = match self.layers.first_mut() {
@@ -427,7 +434,8 @@ impl<In, Out> Tendril<In, Out> {
         self.pump_recv();
     }
 
-    /// Bytes arrived (a copying convenience over [`read_buf`](Self::read_buf)).
+    /// Bytes arrived (a copying convenience over [`read_buf`](Self::read_buf), under the same
+    /// contract: only while [`wants_read`](Self::wants_read)).
     pub fn handle_data(&mut self, now: Duration, data: &[u8]) {
         if self.state == State::Closed {
             self.now = now;
@@ -607,7 +615,7 @@ impl<In, Out> Tendril<In, Out> {
 
     /// Take the next event.
     pub fn poll_event(&mut self) -> Option<Event> {
-        if self.want_writable && self.out.len() <= self.config.low_watermark && self.is_open() {
+        if self.want_writable && self.out.len() <= self.low_watermark() && self.is_open() {
             self.want_writable = false;
             return Some(Event::Writable);
         }
@@ -850,6 +858,14 @@ impl<In, Out> Tendril<In, Out> {
     }
 
     // ---- internals ---------------------------------------------------------------------
+
+    /// The low watermark in effect: below the high one whatever the configuration says, so a
+    /// paused connection is never told it is writable while it is still paused.
+    fn low_watermark(&self) -> usize {
+        self.config
+            .low_watermark
+            .min(self.config.high_watermark.saturating_sub(1))
+    }
 
     /// When the handshake under way must be complete (none once every layer is through it, or
     /// once it was given up).
