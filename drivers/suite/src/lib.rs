@@ -465,6 +465,51 @@ fn tls_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
     (Arc::new(server), Arc::new(client))
 }
 
+/// A line server that answers `STARTTLS` with `220 go ahead` and wraps itself in TLS, and
+/// `250 <line>` to anything else. Reports the lines it saw and its closes.
+fn starttls(
+    config: Arc<rustls::ServerConfig>,
+    setup: impl Fn(&mut Tendril) + Send + 'static,
+) -> (SharedAcceptor, mpsc::Receiver<String>, Closes) {
+    use tendril_core::tls::TlsLayer;
+    struct Upgrade {
+        config: Arc<rustls::ServerConfig>,
+        seen: mpsc::Sender<String>,
+        closes: mpsc::Sender<String>,
+    }
+    impl Application for Upgrade {
+        fn recv_frame(&mut self, t: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+            let text = String::from_utf8_lossy(&frame).into_owned();
+            let _ = self.seen.send(text.clone());
+            if text == "STARTTLS" {
+                t.send_frame("220 go ahead".into())?;
+                t.wrap(TlsLayer::server(self.config.clone())?);
+            } else {
+                t.send_frame(Bytes::from(format!("250 {text}")))?;
+            }
+            Ok(())
+        }
+
+        fn closed(&mut self, _: &Tendril, reason: &CloseReason) {
+            let _ = self.closes.send(reason.to_string());
+        }
+    }
+    let (seen_tx, seen) = mpsc::channel();
+    let (closes_tx, closes) = mpsc::channel();
+    let senders = Mutex::new((seen_tx, closes_tx));
+    let acceptor = acceptor(move |t: &mut Tendril| {
+        lines(t);
+        setup(t);
+        let (seen, closes) = tendril_net::lock(&senders).clone();
+        Ok::<_, Reject>(Upgrade {
+            config: config.clone(),
+            seen,
+            closes,
+        })
+    });
+    (acceptor, seen, closes)
+}
+
 /// TLS from the first byte, and STARTTLS with injected plaintext, with a rustls client.
 pub fn tls_and_starttls(driver: &dyn Driver) {
     use tendril_core::tls::TlsLayer;
@@ -491,32 +536,7 @@ pub fn tls_and_starttls(driver: &dyn Driver) {
 
     // STARTTLS: the command injected behind it is dropped, the upgraded stream works.
     let config = server_config;
-    let (tx, seen) = mpsc::channel::<String>();
-    let tx = Mutex::new(tx);
-    struct Upgrade {
-        config: Arc<rustls::ServerConfig>,
-        seen: mpsc::Sender<String>,
-    }
-    impl Application for Upgrade {
-        fn recv_frame(&mut self, t: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
-            let text = String::from_utf8_lossy(&frame).into_owned();
-            let _ = self.seen.send(text.clone());
-            if text == "STARTTLS" {
-                t.send_frame("220 go ahead".into())?;
-                t.wrap(TlsLayer::server(self.config.clone())?);
-            } else {
-                t.send_frame(Bytes::from(format!("250 {text}")))?;
-            }
-            Ok(())
-        }
-    }
-    let acceptor = acceptor(move |t: &mut Tendril| {
-        lines(t);
-        Ok::<_, Reject>(Upgrade {
-            config: config.clone(),
-            seen: tendril_net::lock(&tx).clone(),
-        })
-    });
+    let (acceptor, seen, _closes) = starttls(config, |_| {});
     let server = driver
         .start("tcp", "127.0.0.1:0", acceptor, WrapperChain::new())
         .unwrap();
@@ -531,6 +551,78 @@ pub fn tls_and_starttls(driver: &dyn Driver) {
     assert_eq!(read_n(&mut tls, 15), b"250 after tls\r\n");
     let frames: Vec<String> = seen.try_iter().collect();
     assert_eq!(frames, ["STARTTLS", "after tls"]);
+    server.stop();
+}
+
+/// Peers that hang up in the middle of a TLS handshake (having sent nothing, or half a
+/// ClientHello; from the first byte, or right after STARTTLS): each is closed at once as
+/// "closed by the peer", and its socket with it, so the client reads EOF. The handshake
+/// timeout is off here: nothing but the hang-up can close them.
+pub fn tls_peers_hanging_up_mid_handshake_are_closed(driver: &dyn Driver) {
+    use tendril_core::tls::TlsLayer;
+    const PEERS: usize = 40;
+    const HALF_A_HELLO: &[u8] = &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc];
+    fn no_handshake_timeout(t: &mut Tendril) {
+        let mut config = *t.config();
+        config.handshake_timeout = None;
+        t.set_config(config);
+    }
+    /// Each peer half-closes and must then read EOF: the server closed its socket.
+    fn hang_up_and_see_eof(clients: Vec<TcpStream>) {
+        for mut c in clients {
+            c.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut rest = Vec::new();
+            c.read_to_end(&mut rest)
+                .expect("the server closes the connection (EOF within 10 s)");
+        }
+    }
+    let (server_config, _) = tls_configs();
+
+    let config = server_config.clone();
+    let (tls_echo, closes) = echo(
+        move |t| {
+            lines(t);
+            no_handshake_timeout(t);
+            t.wrap(TlsLayer::server(config.clone()).unwrap());
+        },
+        false,
+    );
+    let server = driver
+        .start("tcp", "127.0.0.1:0", tls_echo, WrapperChain::new())
+        .unwrap();
+    let addr = ip(&*server);
+    let clients = (0..PEERS)
+        .map(|i| {
+            let mut c = connect(addr);
+            if i % 2 == 1 {
+                c.write_all(HALF_A_HELLO).unwrap();
+            }
+            c
+        })
+        .collect();
+    hang_up_and_see_eof(clients);
+    for _ in 0..PEERS {
+        assert_eq!(next_close(&closes), "closed by the peer");
+    }
+    server.stop();
+
+    let (acceptor, _seen, closes) = starttls(server_config, no_handshake_timeout);
+    let server = driver
+        .start("tcp", "127.0.0.1:0", acceptor, WrapperChain::new())
+        .unwrap();
+    let addr = ip(&*server);
+    let clients = (0..PEERS)
+        .map(|_| {
+            let mut c = connect(addr);
+            c.write_all(b"STARTTLS\r\n").unwrap();
+            assert_eq!(read_n(&mut c, 14), b"220 go ahead\r\n");
+            c
+        })
+        .collect();
+    hang_up_and_see_eof(clients);
+    for _ in 0..PEERS {
+        assert_eq!(next_close(&closes), "closed by the peer");
+    }
     server.stop();
 }
 
@@ -590,6 +682,10 @@ macro_rules! driver_suite {
         #[test]
         fn suite_tls_and_starttls() {
             $crate::tls_and_starttls(&suite_driver());
+        }
+        #[test]
+        fn suite_tls_peers_hanging_up_mid_handshake_are_closed() {
+            $crate::tls_peers_hanging_up_mid_handshake_are_closed(&suite_driver());
         }
     };
 }
