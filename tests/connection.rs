@@ -345,7 +345,11 @@ fn a_low_watermark_at_or_above_the_high_one_acts_as_just_below_it() {
     assert_eq!(l.lock().unwrap().writable, 0, "and not writable");
     t.transmit().advance(40);
     t.dispatch(&mut app);
-    assert_eq!(l.lock().unwrap().writable, 1, "below the high watermark: writable");
+    assert_eq!(
+        l.lock().unwrap().writable,
+        1,
+        "below the high watermark: writable"
+    );
     assert_eq!(texts(&l), ["request"]);
 }
 
@@ -359,8 +363,8 @@ fn back_pressure_holds_the_receive_buffer_to_a_frame_plus_the_read_in_flight() {
     config.high_watermark = 1;
     let l = log();
     let mut app = Recorder::new(&l);
-    let mut t: Tendril = Tendril::new(Proto::TCP, LengthPrefixed::u8(), LengthPrefixed::u8())
-        .with_config(config);
+    let mut t: Tendril =
+        Tendril::new(Proto::TCP, LengthPrefixed::u8(), LengthPrefixed::u8()).with_config(config);
     t.send_frame(Bytes::from_static(b"a reply the peer never reads"))
         .unwrap();
     assert!(!t.wants_read(), "delivery paused: the driver stops reading");

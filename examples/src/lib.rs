@@ -161,6 +161,43 @@ impl std::str::FromStr for Url {
     }
 }
 
+/// A timeout given on the command line: `250ms`, `30s`, `5m`, `1h`, a plain number of seconds,
+/// or `off` (also `0`) for none.
+///
+/// ```
+/// use std::time::Duration;
+/// use tendril_examples::Timeout;
+///
+/// assert_eq!("5m".parse::<Timeout>().unwrap().0, Some(Duration::from_secs(300)));
+/// assert_eq!("off".parse::<Timeout>().unwrap().0, None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeout(pub Option<std::time::Duration>);
+
+impl std::str::FromStr for Timeout {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        use std::time::Duration;
+        if s == "off" {
+            return Ok(Timeout(None));
+        }
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (number, unit) = s.split_at(split);
+        let n: u64 = number
+            .parse()
+            .map_err(|_| format!("{s:?} is not a timeout like 30s, 5m or off"))?;
+        let duration = match unit {
+            "ms" => Duration::from_millis(n),
+            "" | "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            _ => return Err(format!("{s:?}: the unit must be ms, s, m or h")),
+        };
+        Ok(Timeout((!duration.is_zero()).then_some(duration)))
+    }
+}
+
 /// Log to stderr; `RUST_LOG` picks the level (default `info`).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -263,6 +300,25 @@ mod tests {
             "nope",
         ] {
             assert!(parse_framer(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timeouts_parse() {
+        use std::time::Duration;
+        for (text, expected) in [
+            ("250ms", Some(Duration::from_millis(250))),
+            ("30s", Some(Duration::from_secs(30))),
+            ("30", Some(Duration::from_secs(30))),
+            ("5m", Some(Duration::from_secs(300))),
+            ("1h", Some(Duration::from_secs(3600))),
+            ("0", None),
+            ("off", None),
+        ] {
+            assert_eq!(text.parse::<Timeout>(), Ok(Timeout(expected)), "{text}");
+        }
+        for bad in ["", "s", "5x", "-1s", "1.5s"] {
+            assert!(bad.parse::<Timeout>().is_err(), "{bad}");
         }
     }
 

@@ -227,6 +227,39 @@ fn the_tendril_cli_talks_to_echo_over_tls() {
     assert_eq!(output, "over tls\nsecond\n");
 }
 
+/// The reliability issue's reproduction: TLS clients that send nothing, or half a ClientHello,
+/// and hang up are closed at once (before, every socket stayed in CLOSE-WAIT until the server
+/// stopped). The handshake timeout is off, so nothing but the hang-up can close them.
+#[test]
+fn tls_clients_hanging_up_mid_handshake_are_closed_at_once() {
+    const HALF_A_HELLO: &[u8] = &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc];
+    let server = start(
+        ECHO,
+        &[
+            "--listen",
+            "tls://127.0.0.1:0",
+            "--handshake-timeout",
+            "off",
+        ],
+    );
+    let clients: Vec<TcpStream> = (0..100)
+        .map(|i| {
+            let mut c = TcpStream::connect(&server.addr).unwrap();
+            timeouts(&c);
+            if i % 2 == 1 {
+                c.write_all(HALF_A_HELLO).unwrap();
+            }
+            c
+        })
+        .collect();
+    for mut c in clients {
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest)
+            .expect("the server closes the connection (EOF within 10 s)");
+    }
+}
+
 #[test]
 fn openssl_s_client_gets_its_lines_echoed_over_tls() {
     if !OPENSSL.available("openssl_s_client_gets_its_lines_echoed_over_tls") {

@@ -402,6 +402,42 @@ fn a_raw_client_pipelines_commands_and_sends_an_empty_body() {
     assert_eq!(body(&stored[2]), ".dot\r\n");
 }
 
+/// The reliability issue's reproduction: clients that send STARTTLS, read the 220 and hang up
+/// are closed at once (before, 49 of 50 sessions stayed open, their sockets in CLOSE-WAIT). The
+/// handshake timeout is off, so nothing but the hang-up can close them.
+#[test]
+fn clients_hanging_up_right_after_starttls_are_closed_at_once() {
+    let dir = TestDir::new("starttls-hangup");
+    let (cert, key) = dir.cert();
+    let server = start(
+        &dir,
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--handshake-timeout",
+            "off",
+        ],
+    );
+    let clients: Vec<Raw<TcpStream>> = (0..50)
+        .map(|_| {
+            let mut c = connect(&server);
+            assert_eq!(c.reply().0, 220);
+            c.send(b"STARTTLS\r\n");
+            assert_eq!(c.line(), "220 Ready to start TLS\r\n");
+            c
+        })
+        .collect();
+    for mut c in clients {
+        c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        c.stream
+            .read_to_end(&mut rest)
+            .unwrap_or_else(|e| panic!("the session was not closed: {e}; log:\n{}", dir.log()));
+    }
+}
+
 #[test]
 fn plaintext_pipelined_after_starttls_is_not_executed() {
     let dir = TestDir::new("injection");

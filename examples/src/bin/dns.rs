@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tendril_examples::dns::{listen, Zone};
-use tendril_examples::{init_logging, shutdown_signal};
+use tendril_examples::{init_logging, shutdown_signal, Timeout};
 
 /// The zone served when `--zone` is not given.
 const DEFAULT_ZONE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/zones/example.test.zone");
@@ -26,6 +26,10 @@ struct Args {
     /// The zone, in master-file format (RFC 1035 §5).
     #[arg(long, default_value = DEFAULT_ZONE)]
     zone: PathBuf,
+    /// Close a TCP connection that sent nothing for this long (RFC 7766 §6.2.3 asks for a few
+    /// seconds; `off` for never).
+    #[arg(long, default_value = "10s")]
+    tcp_idle_timeout: Timeout,
 }
 
 #[tokio::main]
@@ -44,7 +48,7 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> Result<(), String> {
     let zone = Zone::load(&args.zone).map_err(|e| e.to_string())?;
     tracing::info!(origin = %zone.origin(), records = zone.len(), file = %args.zone.display(), "zone loaded");
-    let server = listen(&args.listen, Arc::new(zone)).await?;
+    let server = listen(&args.listen, Arc::new(zone), args.tcp_idle_timeout.0).await?;
     // Catch the signals before announcing the address: a Ctrl-C right after the line must
     // stop the server cleanly, not kill it.
     let stop = shutdown_signal().map_err(|e| format!("cannot catch signals: {e}"))?;

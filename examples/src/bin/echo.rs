@@ -8,8 +8,8 @@ use bytes::Bytes;
 use clap::Parser;
 use std::process::ExitCode;
 use tendril_core::tls::TlsLayer;
-use tendril_core::{AppError, Application, CloseReason, Tendril};
-use tendril_examples::{init_logging, parse_framer, server_tls, Scheme, Url};
+use tendril_core::{AppError, Application, CloseReason, Config, Tendril};
+use tendril_examples::{init_logging, parse_framer, server_tls, Scheme, Timeout, Url};
 use tendril_net::{options, WrapperChain};
 
 /// Echo every frame back to its sender.
@@ -29,6 +29,17 @@ struct Args {
     /// PEM private key for tls://.
     #[arg(long)]
     tls_key: Option<String>,
+    /// Close a connection (or forget a UDP peer) that sent nothing for this long (`off` for
+    /// never).
+    #[arg(long, default_value = "5m")]
+    idle_timeout: Timeout,
+    /// Close a connection whose frame, once begun, is not complete after this long (a peer
+    /// trickling bytes: slowloris).
+    #[arg(long, default_value = "30s")]
+    frame_timeout: Timeout,
+    /// Close a tls:// connection whose handshake is not done after this long.
+    #[arg(long, default_value = "10s")]
+    handshake_timeout: Timeout,
 }
 
 struct Echo;
@@ -68,6 +79,11 @@ async fn run(args: Args) -> Result<(), String> {
     };
     let manager = tendril_tokio::get_manager(args.listen.scheme.proto(), &args.listen.address)
         .map_err(|e| e.to_string())?;
+    let mut config = Config::default();
+    config.idle_timeout = args.idle_timeout.0;
+    config.frame_timeout = args.frame_timeout.0;
+    config.handshake_timeout = args.handshake_timeout.0;
+    manager.set_config(config);
     let spec = args.framer.clone();
     let wrapper = match args.listen.scheme {
         Scheme::Tcp | Scheme::Tls => WrapperChain::new().chain(options::nodelay(true)),

@@ -34,7 +34,7 @@ use tendril_core::{
     Addr, AppError, Application, CloseReason, Config, Delimiter, Event, FrameError, Framer, Line,
     Outgoing, Tendril,
 };
-use tendril_examples::{init_logging, server_tls};
+use tendril_examples::{init_logging, server_tls, Timeout};
 use tendril_net::{options, WrapperChain};
 
 /// Receive mail over SMTP and store each message as a file.
@@ -62,6 +62,17 @@ struct Args {
     /// Refuse MAIL with 530 until the client has done STARTTLS (needs a certificate).
     #[arg(long, requires = "tls_cert")]
     require_tls: bool,
+    /// Close a session that sends no command for this long (RFC 5321 §4.5.3.2.7: at least
+    /// 5 minutes; `off` for never).
+    #[arg(long, default_value = "5m")]
+    command_timeout: Timeout,
+    /// Close a session whose message body stops arriving for this long (RFC 5321 §4.5.3.2.5's
+    /// data block time, 3 minutes).
+    #[arg(long, default_value = "3m")]
+    data_timeout: Timeout,
+    /// Close a session whose STARTTLS handshake is not done after this long.
+    #[arg(long, default_value = "10s")]
+    handshake_timeout: Timeout,
 }
 
 /// The default SIZE limit, 10 MiB.
@@ -72,8 +83,6 @@ const MAX_COMMAND: usize = 4096;
 const MAX_RECIPIENTS: usize = 100;
 /// More `Received:` headers than this is taken as a mail loop (RFC 5321 §6.3).
 const MAX_HOPS: usize = 50;
-/// How long a client may stay silent (RFC 5321 §4.5.3.2.7: at least 5 minutes).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// The end of a message body.
 const END_OF_DATA: &[u8] = b"\r\n.\r\n";
 
@@ -106,11 +115,14 @@ async fn run(args: Args) -> Result<(), String> {
         max_size: args.max_size,
         tls,
         require_tls: args.require_tls,
+        command_timeout: args.command_timeout.0,
+        data_timeout: args.data_timeout.0,
     });
     let address = args.listen.strip_prefix("tcp://").unwrap_or(&args.listen);
     let manager = tendril_tokio::get_manager("tcp", address).map_err(|e| e.to_string())?;
+    // Each session sets its idle timeout (by phase) itself.
     let mut config = Config::default();
-    config.idle_timeout = Some(IDLE_TIMEOUT);
+    config.handshake_timeout = args.handshake_timeout.0;
     manager.set_config(config);
     manager
         .start(
@@ -330,6 +342,10 @@ struct Settings {
     max_size: usize,
     tls: Option<Arc<rustls::ServerConfig>>,
     require_tls: bool,
+    /// The idle timeout while reading commands.
+    command_timeout: Option<Duration>,
+    /// The idle timeout while reading a message body.
+    data_timeout: Option<Duration>,
 }
 
 /// Where a session is: reading commands or a message body.
@@ -378,7 +394,7 @@ impl Session {
             Addr::Ip(a) => format!("[IPv6:{}]", a.ip()),
             other => other.to_string(),
         };
-        let session = Session {
+        let mut session = Session {
             settings,
             peer,
             greeting: None,
@@ -388,6 +404,7 @@ impl Session {
             phase: Phase::Command,
             plaintext_discarded: 0,
         };
+        session.enter(t, Phase::Command);
         let greeting = format!("{} ESMTP Tendril ready", session.settings.hostname);
         reply(t, 220, &greeting)?;
         Ok(session)
@@ -399,9 +416,20 @@ impl Session {
         self.rcpts.clear();
     }
 
+    /// Enter `phase`, with its idle timeout.
+    fn enter(&mut self, t: &mut Tendril, phase: Phase) {
+        self.phase = phase;
+        let mut config = *t.config();
+        config.idle_timeout = match phase {
+            Phase::Command => self.settings.command_timeout,
+            Phase::Data => self.settings.data_timeout,
+        };
+        t.set_config(config);
+    }
+
     /// Back to commands after a message.
     fn end_data(&mut self, t: &mut Tendril) {
-        self.phase = Phase::Command;
+        self.enter(t, Phase::Command);
         t.set_recv_framer(CommandFramer::new());
         self.reset_transaction();
     }
@@ -554,7 +582,7 @@ impl Session {
             return reply(t, 554, "No valid recipients");
         }
         reply(t, 354, "Start mail input; end with <CRLF>.<CRLF>")?;
-        self.phase = Phase::Data;
+        self.enter(t, Phase::Data);
         // The limit is on the body as sent. Dot-stuffing adds at most one byte per three (a
         // line of "." becomes ".."), so any body within SIZE once unstuffed gets through here;
         // the exact check is done on the unstuffed message.
@@ -826,7 +854,21 @@ mod tests {
             max_size,
             tls: None,
             require_tls: false,
+            command_timeout: Some(Duration::from_secs(300)),
+            data_timeout: Some(Duration::from_secs(180)),
         })
+    }
+
+    #[test]
+    fn the_idle_timeout_is_the_command_timeout_then_the_data_timeout_during_a_body() {
+        let mut server = Server::new(settings("timeouts", 1000));
+        let idle = |server: &Server| server.t.config().idle_timeout;
+        assert_eq!(idle(&server), Some(Duration::from_secs(300)));
+        server.send(b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n");
+        assert_eq!(idle(&server), Some(Duration::from_secs(180)));
+        server.send(b"Subject: hi\r\n\r\nbody\r\n.\r\n");
+        assert_eq!(server.messages().len(), 1);
+        assert_eq!(idle(&server), Some(Duration::from_secs(300)));
     }
 
     /// Removes a test's directory when dropped.

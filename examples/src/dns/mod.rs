@@ -42,8 +42,8 @@ mod zone;
 pub use answer::{respond, Transport, UDP_LIMIT_PLAIN, UDP_PAYLOAD};
 pub use zone::{Zone, ZoneError};
 
-/// TCP connections that send nothing for this long are closed (RFC 7766 §6.2.3 asks servers
-/// for an idle timeout of a few seconds).
+/// TCP connections that send nothing for this long are closed, by default (RFC 7766 §6.2.3 asks
+/// servers for an idle timeout of a few seconds).
 pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The per-connection application: one per TCP connection or UDP peer, answering each frame
@@ -128,8 +128,14 @@ impl Listening {
 
 /// Serve `zone` on `listen` (`host:port`): the UDP manager binds first, then the TCP manager
 /// binds the same IP address and the port UDP got, so port 0 picks one free port for both.
-/// With port 0 a TCP port already taken is retried with a new UDP port, a few times.
-pub async fn listen(listen: &str, zone: Arc<Zone>) -> Result<Listening, String> {
+/// With port 0 a TCP port already taken is retried with a new UDP port, a few times. TCP
+/// connections silent for `tcp_idle_timeout` are closed ([`TCP_IDLE_TIMEOUT`] by default in the
+/// `dns` binary).
+pub async fn listen(
+    listen: &str,
+    zone: Arc<Zone>,
+    tcp_idle_timeout: Option<Duration>,
+) -> Result<Listening, String> {
     const ATTEMPTS: usize = 8;
     let mut attempt = 0;
     loop {
@@ -145,7 +151,7 @@ pub async fn listen(listen: &str, zone: Arc<Zone>) -> Result<Listening, String> 
         let tcp =
             tendril_tokio::get_manager("tcp", &addr.to_string()).map_err(|e| e.to_string())?;
         let mut config = Config::default();
-        config.idle_timeout = Some(TCP_IDLE_TIMEOUT);
+        config.idle_timeout = tcp_idle_timeout;
         tcp.set_config(config);
         let wrapper = WrapperChain::new().chain(options::nodelay(true));
         match tcp.start(acceptor(zone.clone()), wrapper).await {
