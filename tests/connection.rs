@@ -328,6 +328,64 @@ fn back_pressure_refuses_sends_above_high_and_reports_writable_below_low() {
     assert!(t.wants_read());
 }
 
+/// A peer that sends its requests, half-closes and never reads the replies: delivery is
+/// paused by back-pressure, so the connection could neither finish nor close. It is aborted
+/// after the linger timeout, counted from when it stalled.
+#[test]
+fn a_peer_that_half_closes_and_reads_nothing_is_aborted_after_the_linger_time() {
+    let mut config = Config::default();
+    config.high_watermark = 1000;
+    config.low_watermark = 100;
+    let l = log();
+    let mut app = Recorder::echo(&l);
+    let mut t = line().with_config(config);
+    let requests = format!("{}\r\n", "x".repeat(98)).repeat(30);
+    t.handle_data(T0, requests.as_bytes());
+    t.handle_eof(T0);
+    t.dispatch(&mut app);
+    assert!(
+        t.is_open(),
+        "paused, not closed: the replies may still be read"
+    );
+    assert_eq!(t.poll_timeout(), Some(Duration::from_secs(30)));
+    t.handle_timeout(Duration::from_secs(30));
+    t.dispatch(&mut app);
+    assert_eq!(closed(&l), ["the peer did not take the last bytes in time"]);
+}
+
+/// The same peer, reading its replies slowly after its EOF: every reply arrives, and the
+/// stall deadline is lifted each time it reads.
+#[test]
+fn a_peer_that_half_closes_and_reads_slowly_gets_every_reply() {
+    let mut config = Config::default();
+    config.high_watermark = 1000;
+    config.low_watermark = 100;
+    let l = log();
+    let mut app = Recorder::echo(&l);
+    let mut t = line().with_config(config);
+    let requests = format!("{}\r\n", "x".repeat(98)).repeat(30);
+    t.handle_data(T0, requests.as_bytes());
+    t.handle_eof(T0);
+    t.dispatch(&mut app);
+    let mut now = T0;
+    let mut replies = 0;
+    while !t.is_closed() {
+        // Each read comes 20 s after the last: within the 30 s linger, but the whole
+        // exchange takes longer than it.
+        now += Duration::from_secs(20);
+        t.handle_timeout(now);
+        replies += t.transmit().take_all().len();
+        t.dispatch(&mut app);
+        if t.wants_shutdown() {
+            t.handle_shutdown(now);
+            t.dispatch(&mut app);
+        }
+    }
+    assert_eq!(replies, requests.len(), "{:?} at {now:?}", closed(&l));
+    assert!(now > Duration::from_secs(30));
+    assert_eq!(closed(&l), ["closed by the peer"]);
+}
+
 /// Setting only the high watermark, below the default low one, once made `dispatch` loop for
 /// ever: paused (above high), then writable (below low), then paused again.
 #[test]

@@ -111,9 +111,21 @@ enum State {
     Finished,
     /// The peer sent its `close_notify`.
     PeerSentCloseNotify,
+    /// After the handshake, replies above the high watermark, the peer reading none of them:
+    /// delivery is paused and nothing can be written.
+    BackPressured,
+    /// After the handshake, in the middle of discarding an oversized line.
+    DiscardingOversized,
 }
 
-const STATES: [State; 8] = [
+impl State {
+    /// `false` where the peer takes none of the server's bytes.
+    fn peer_reads(self) -> bool {
+        !matches!(self, State::BackPressured)
+    }
+}
+
+const STATES: [State; 10] = [
     State::Handshaking,
     State::HalfAHello,
     State::LayerOpen,
@@ -122,6 +134,8 @@ const STATES: [State; 8] = [
     State::ClosingGracefully,
     State::Finished,
     State::PeerSentCloseNotify,
+    State::BackPressured,
+    State::DiscardingOversized,
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -184,17 +198,49 @@ fn server_in(state: State, certs: &Certs) -> (Tendril, Recorder, SharedLog) {
             client.close();
             exchange(&mut client, &mut server, &mut client_app, &mut app);
         }
+        State::BackPressured => {
+            open(&mut client, &mut server, &mut app);
+            let mut config = *server.config();
+            config.high_watermark = 4096;
+            config.low_watermark = 1024;
+            server.set_config(config);
+            let reply = bytes::Bytes::from(vec![b'r'; 1000]);
+            while server.send_frame(reply.clone()).is_ok() {}
+            client.send_frame("a request that waits".into()).unwrap();
+            let request = client.transmit().take_all();
+            server.handle_data(Duration::ZERO, &request);
+            server.dispatch(&mut app);
+            assert!(!server.wants_read() && !server.is_writable());
+        }
+        State::DiscardingOversized => {
+            open(&mut client, &mut server, &mut app);
+            server.set_recv_framer(Line::crlf().max_length(64).discard_oversized(true));
+            client.set_send_framer(tendril_core::Identity::new());
+            client.send_frame(vec![b'x'; 200].into()).unwrap();
+            let part = client.transmit().take_all();
+            server.handle_data(Duration::ZERO, &part);
+            server.dispatch(&mut app);
+            assert!(server.is_open());
+        }
     }
     (server, app, server_log)
 }
 
-/// Drive `t` as a driver would that writes everything at once, until it is closed or `limit`
-/// of virtual time has passed. Returns the time it closed at.
-fn drive(t: &mut Tendril, app: &mut Recorder, limit: Duration) -> Option<Duration> {
+/// Drive `t` as a driver would whose socket takes everything at once (or, unless
+/// `peer_reads`, nothing), until it is closed or `limit` of virtual time has passed. Returns
+/// the time it closed at.
+fn drive(
+    t: &mut Tendril,
+    app: &mut Recorder,
+    limit: Duration,
+    peer_reads: bool,
+) -> Option<Duration> {
     let mut now = t.now();
     for _ in 0..1_000 {
         t.dispatch(app);
-        t.transmit().take_all();
+        if peer_reads {
+            t.transmit().take_all();
+        }
         if t.wants_shutdown() {
             t.handle_shutdown(now);
             t.dispatch(app);
@@ -235,12 +281,14 @@ fn every_state_reaches_closed_after_every_event() {
                 }
             }
             // The peer is gone (or silent): nothing more arrives. A close the peer could only
-            // answer is bounded by the linger timeout; everything else ends with no time passing.
+            // answer, or bytes it does not read, are bounded by the linger timeout; everything
+            // else ends with no time passing.
             let bound = match hit {
                 Hit::Close | Hit::Timeout => at + IDLE + LINGER,
+                Hit::Eof if !state.peer_reads() => at + LINGER,
                 Hit::Eof | Hit::Error | Hit::Abort => server.now(),
             };
-            let ended = drive(&mut server, &mut app, bound);
+            let ended = drive(&mut server, &mut app, bound, state.peer_reads());
             let reasons = closed(&server_log);
             if ended.is_none() || reasons.len() != 1 || server.heap_bytes() != 0 {
                 failures.push(format!(
@@ -264,7 +312,7 @@ fn a_peer_hanging_up_mid_handshake_is_closed_as_closed_by_the_peer() {
         let (mut server, mut app, server_log) = server_in(state, &certs);
         server.handle_eof(Duration::from_secs(1));
         assert_eq!(
-            drive(&mut server, &mut app, Duration::from_secs(1)),
+            drive(&mut server, &mut app, Duration::from_secs(1), true),
             Some(Duration::from_secs(1)),
             "{state:?}: closed at once"
         );
@@ -287,7 +335,7 @@ fn a_handshake_that_stalls_ends_at_the_handshake_timeout() {
         let (mut server, mut app, server_log) = server_in(state, &certs);
         // The peer neither sends nor hangs up: only the handshake timeout can end it.
         assert_eq!(
-            drive(&mut server, &mut app, LINGER * 10),
+            drive(&mut server, &mut app, LINGER * 10, true),
             Some(timeout),
             "{state:?}: closed at the handshake timeout"
         );
@@ -307,6 +355,6 @@ fn a_finished_handshake_leaves_no_handshake_deadline() {
     config.idle_timeout = None;
     server.set_config(config);
     assert_eq!(server.poll_timeout(), None, "nothing left to time out");
-    assert_eq!(drive(&mut server, &mut app, LINGER * 10), None);
+    assert_eq!(drive(&mut server, &mut app, LINGER * 10, true), None);
     assert!(closed(&server_log).is_empty());
 }

@@ -563,8 +563,15 @@ impl<In, Out> Tendril<In, Out> {
             }
             if self.out.len() >= self.config.high_watermark {
                 self.want_writable = true;
+                if self.eof && self.linger_deadline.is_none() {
+                    // The peer stopped sending and reads none of its replies: stalled, so the
+                    // linger timeout bounds it as it bounds a close.
+                    self.linger_deadline = self.config.linger.map(|l| self.now + l);
+                }
                 return None;
             }
+            // Open and not stalled (the linger timeout of a close is set only once closing).
+            self.linger_deadline = None;
             let result = if self.eof {
                 self.recv.frameify_eof(&mut self.recv_buf)
             } else {
@@ -900,7 +907,12 @@ impl<In, Out> Tendril<In, Out> {
         }
         self.state = State::Closing;
         self.closing = Some(reason);
-        self.linger_deadline = self.config.linger.map(|l| self.now + l);
+        // A stall after the peer's EOF may have set an earlier one.
+        let linger = self.config.linger.map(|l| self.now + l);
+        self.linger_deadline = match (self.linger_deadline, linger) {
+            (Some(stalled), Some(closing)) => Some(stalled.min(closing)),
+            (stalled, closing) => stalled.or(closing),
+        };
         self.close_layers();
         if self.write_shut {
             // The write side is already shut (after `finish`): nothing is left to send.
