@@ -386,6 +386,35 @@ fn a_peer_that_half_closes_and_reads_slowly_gets_every_reply() {
     assert_eq!(closed(&l), ["closed by the peer"]);
 }
 
+/// Found by the TLS fuzz target: with delivery paused, a write that drained the queue made
+/// `wants_read` true before the buffered frames were delivered, so a driver that writes and
+/// then reads in the same turn (as the Tokio driver does) added a read on top every round.
+#[test]
+fn a_driver_that_writes_then_reads_before_dispatching_keeps_the_buffer_bounded() {
+    let mut config = Config::default();
+    config.high_watermark = 1;
+    let l = log();
+    let mut app = Recorder::echo(&l);
+    let mut t = line().with_config(config);
+    let requests = "ping\r\n".repeat(100);
+    let mut biggest = 0;
+    for _ in 0..50 {
+        // One turn of the driver: write what is queued, read if asked, then dispatch.
+        let queued = t.transmit_len();
+        t.transmit().advance(queued);
+        if t.wants_read() {
+            t.handle_data(T0, requests.as_bytes());
+        }
+        biggest = biggest.max(t.buffered().len());
+        t.dispatch(&mut app);
+    }
+    assert!(
+        biggest <= 2 * requests.len(),
+        "the buffer grew to {biggest} bytes"
+    );
+    assert!(texts(&l).len() > 40, "and frames still flow");
+}
+
 /// Setting only the high watermark, below the default low one, once made `dispatch` loop for
 /// ever: paused (above high), then writable (below low), then paused again.
 #[test]

@@ -708,10 +708,16 @@ impl<In, Out> Tendril<In, Out> {
 
     /// `true` while the driver should read from the socket: the connection reads and delivery is
     /// not paused by back-pressure.
+    ///
+    /// Once paused, reading resumes only after the queue drained to the low watermark *and*
+    /// [`dispatch`](Self::dispatch) ran: frames buffered during the pause are delivered before
+    /// more bytes are read, so a driver that writes and then reads in one turn cannot stack a
+    /// read on top of them each time.
     pub fn wants_read(&self) -> bool {
         self.reading()
             && !self.eof
             && !self.recv_paused
+            && !self.want_writable
             && self.out.len() < self.config.high_watermark
     }
 
