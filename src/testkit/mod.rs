@@ -1,6 +1,7 @@
 //! Test kit: join two connections in memory and run them, no sockets, no clock.
 //!
-//! Use it to test your own protocol the way Tendril's tests do.
+//! Use it to test your own protocol the way Tendril's tests do. With the `rustls` feature,
+//! [`tls`] adds deterministic TLS configurations: the same seed, the same bytes on the wire.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -35,6 +36,9 @@ use bytes::Buf;
 use core::time::Duration;
 
 use crate::{Application, Tendril};
+
+#[cfg(feature = "rustls")]
+pub mod tls;
 
 /// One end of a [`Pipe`]: a connection and its application.
 pub trait Side {
