@@ -6,14 +6,23 @@
 //! a reason; `closed` is reported exactly once; nothing panics; buffers stay bounded; datagrams
 //! are never corrupted or delivered to the wrong peer.
 //!
-//! `cargo test --test sim` runs `TENDRIL_SIM_SEEDS` seeds (default 300). A failure names its
+//! Every other stream run is over TLS (rustls with the test kit's deterministic provider, so a
+//! seed replays byte for byte): from the first byte, or STARTTLS after a first plaintext frame.
+//! Resets and hang-ups are injected anywhere, the handshake included; every run must end with
+//! both sides closed exactly once, and a side that outlives its peer's hang-up must close by
+//! itself.
+//!
+//! `cargo test --test sim` runs `TENDRIL_SIM_SEEDS` seeds (default 400, half of them over TLS). A failure names its
 //! seed; replay it alone with `TENDRIL_SIM_SEED=<seed> cargo test --test sim -- --nocapture`.
+//! It needs the `rustls` feature (the README's test command turns every feature on).
+#![cfg(feature = "rustls")]
 
 use bytes::{Buf, Bytes};
 use core::time::Duration;
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use tendril_core::tls::TlsLayer;
 use tendril_core::tracker::{Tracker, TrackerConfig};
 use tendril_core::{
     AppError, Application, BoxFramer, CloseReason, Cobs, Framer, Identity, LengthPrefixed, Line,
@@ -72,19 +81,44 @@ fn frame(rng: &mut Rng, kind: &str, n: u64) -> Bytes {
 struct Seen {
     frames: Vec<Bytes>,
     closes: Vec<String>,
+    wrapped: bool,
+}
+
+/// The frame that asks for TLS mid-stream; the server echoes it in plaintext, then both wrap.
+const STARTTLS: &[u8] = b"STARTTLS";
+
+/// How a stream run uses TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tls {
+    Off,
+    FromTheStart,
+    Starttls,
 }
 
 struct Side {
     seen: Arc<Mutex<Seen>>,
     echo: bool,
+    /// STARTTLS still to do: the layer to wrap in when the STARTTLS frame arrives.
+    upgrade: Option<Box<dyn FnOnce() -> TlsLayer + Send>>,
 }
 
 impl Application for Side {
     fn recv_frame(&mut self, t: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
         self.seen.lock().unwrap().frames.push(frame.clone());
+        let upgrade = if frame == STARTTLS {
+            self.upgrade.take()
+        } else {
+            None
+        };
         if self.echo {
             // A refused echo (queue full) is fine: the peer just gets fewer frames back.
             let _ = t.send_frame(frame);
+        }
+        if let Some(layer) = upgrade {
+            // The server's echo of STARTTLS goes out in plaintext, below the new layer; the
+            // client wraps when that echo arrives.
+            t.wrap(layer());
+            self.seen.lock().unwrap().wrapped = true;
         }
         Ok(())
     }
@@ -113,40 +147,88 @@ enum Packet {
 static CLEAN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 static RESET: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+static TLS_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static HANG_UPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn stream_scenario(seed: u64) {
     let mut rng = Rng(seed);
     let (make, kind) = framing(rng.next());
+    let tls = match seed % 4 {
+        0 | 2 => Tls::Off,
+        1 => Tls::FromTheStart,
+        _ => Tls::Starttls,
+    };
+    let (server_tls, client_tls) = tendril_core::testkit::tls::pair(seed);
+    let server_layer = move || TlsLayer::server(server_tls.clone()).unwrap();
+    let client_layer = move || {
+        TlsLayer::client(
+            client_tls.clone(),
+            tendril_core::testkit::tls::server_name(),
+        )
+        .unwrap()
+    };
     let mut config = tendril_core::Config::default();
     config.high_watermark = 16 * 1024 + rng.below(64 * 1024) as usize;
     config.low_watermark = config.high_watermark / 4;
-    let new_end = |echo: bool| {
+    // No handshake timeout: a side left in a handshake by its peer's hang-up must close from
+    // the EOF alone (the timeout would end it too, and hide the bug).
+    config.handshake_timeout = None;
+    let new_end = |echo: bool, layer: Box<dyn Fn() -> TlsLayer + Send>| {
         let seen = Arc::new(Mutex::new(Seen::default()));
+        let mut tendril = Tendril::with_boxed(Proto::TCP, make(), make())
+            .with_config(config)
+            .started_at(Duration::ZERO);
+        let mut upgrade: Option<Box<dyn FnOnce() -> TlsLayer + Send>> = None;
+        match tls {
+            Tls::Off => {}
+            Tls::FromTheStart => tendril.wrap(layer()),
+            Tls::Starttls => upgrade = Some(Box::new(layer)),
+        }
         End {
-            tendril: Tendril::with_boxed(Proto::TCP, make(), make())
-                .with_config(config)
-                .started_at(Duration::ZERO),
+            tendril,
             app: Side {
                 seen: seen.clone(),
                 echo,
+                upgrade,
             },
             seen,
             fin_sent: false,
         }
     };
-    let mut ends = [new_end(false), new_end(true)];
+    let mut ends = [
+        new_end(false, Box::new(client_layer)),
+        new_end(true, Box::new(server_layer)),
+    ];
     let mut wires: [VecDeque<(u64, Packet)>; 2] = [VecDeque::new(), VecDeque::new()];
     let mut sent: Vec<Bytes> = Vec::new();
     let total = 1 + rng.below(200);
-    let reset_at = rng.chance(15).then(|| rng.below(400));
+    // Over TLS, most faults land in the first steps: inside the handshake.
+    let fault_window = if tls == Tls::Off { 400 } else { 60 };
+    let reset_at = rng.chance(15).then(|| rng.below(fault_window));
+    // A side whose process goes away: its socket is closed, so the peer gets a FIN.
+    let hang_up_at = (reset_at.is_none() && rng.chance(15)).then(|| rng.below(fault_window));
     let finish_client = rng.chance(50);
     let mut now = 0u64;
     let mut last_delivery = [0usize; 2];
+    let mut hung_up: Option<usize> = None;
+    let mut forced = false;
     for step in 0..20_000u64 {
         now += 1;
         let t = Duration::from_millis(now);
-        // The client sends what it still has, as far as back-pressure allows.
-        if (sent.len() as u64) < total && rng.chance(60) && ends[0].tendril.is_open() {
-            let f = frame(&mut rng, kind, sent.len() as u64);
+        // The client sends what it still has, as far as back-pressure allows; after STARTTLS,
+        // nothing until the server's echo made it wrap.
+        let awaiting_tls =
+            tls == Tls::Starttls && !sent.is_empty() && !ends[0].seen.lock().unwrap().wrapped;
+        if (sent.len() as u64) < total
+            && rng.chance(60)
+            && ends[0].tendril.is_open()
+            && !awaiting_tls
+        {
+            let f = if tls == Tls::Starttls && sent.is_empty() {
+                Bytes::from_static(STARTTLS)
+            } else {
+                frame(&mut rng, kind, sent.len() as u64)
+            };
             if ends[0].tendril.send_frame(f.clone()).is_ok() {
                 sent.push(f);
             }
@@ -161,6 +243,16 @@ fn stream_scenario(seed: u64) {
             let victim = rng.below(2) as usize;
             ends[victim].tendril.abort();
             wires[victim].push_back((now, Packet::Reset));
+        }
+        if hang_up_at == Some(step) {
+            let victim = rng.below(2) as usize;
+            hung_up = Some(victim);
+            ends[victim].tendril.abort();
+            ends[victim].tendril.dispatch(&mut ends[victim].app);
+            if !ends[victim].fin_sent {
+                ends[victim].fin_sent = true;
+                wires[victim].push_back((now, Packet::Fin));
+            }
         }
         for i in 0..2 {
             let end = &mut ends[i];
@@ -180,10 +272,12 @@ fn stream_scenario(seed: u64) {
             }
             end.tendril.handle_timeout(t);
             end.tendril.dispatch(&mut end.app);
-            // Bounded: never more than a frame plus what arrived in its last delivery.
+            // Bounded: never more than a frame plus what arrived in its last delivery (over
+            // TLS, plus the one record that delivery may have completed).
             let buffered = end.tendril.buffered().len();
+            let record = if tls == Tls::Off { 0 } else { 16 * 1024 };
             assert!(
-                buffered <= 3100 + 64 + last_delivery[i],
+                buffered <= 3100 + 64 + record + last_delivery[i],
                 "buffer grew unbounded: {buffered} bytes, last delivery {}",
                 last_delivery[i]
             );
@@ -220,6 +314,7 @@ fn stream_scenario(seed: u64) {
         }
         // A stuck pair (both waiting) ends the run: close both sides.
         if step == 19_000 {
+            forced = ends.iter().any(|e| !e.tendril.is_closed());
             for end in ends.iter_mut() {
                 end.tendril.abort();
                 end.tendril.dispatch(&mut end.app);
@@ -230,24 +325,47 @@ fn stream_scenario(seed: u64) {
     let server = ends[1].seen.lock().unwrap();
     for (name, seen) in [("client", &client), ("server", &server)] {
         assert!(
-            seen.closes.len() <= 1,
-            "{name} closed {} times: {:?}",
+            seen.closes.len() == 1,
+            "{name} ({tls:?}) closed {} times: {:?}",
             seen.closes.len(),
             seen.closes
         );
     }
+    if let Some(victim) = hung_up {
+        // The survivor saw a FIN: it must have closed by itself, with no time limit needed.
+        assert!(
+            !forced,
+            "{tls:?}: the {} outlived its peer's hang-up (closes: client {:?}, server {:?})",
+            ["server", "client"][victim],
+            client.closes,
+            server.closes
+        );
+        HANG_UPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    if tls != Tls::Off {
+        TLS_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     // Frames arrive in order, once: the server saw a prefix of what was sent.
     assert!(server.frames.len() <= sent.len());
-    assert_eq!(
-        server.frames[..],
-        sent[..server.frames.len()],
-        "server frames out of order"
-    );
+    // After a hang-up mid-frame the last frame may come cut short: a line ends at the EOF.
+    let same = |got: &[Bytes], want: &[Bytes], i: usize| {
+        got[i] == want[i] || hung_up.is_some() && i + 1 == got.len() && want[i].starts_with(&got[i])
+    };
+    if let Some(i) = (0..server.frames.len()).find(|&i| !same(&server.frames, &sent, i)) {
+        panic!(
+            "server frames out of order ({tls:?}, {kind}): frame {i} of {} is {:?}, sent {:?}; \
+             closes: client {:?}, server {:?}",
+            server.frames.len(),
+            &server.frames[i][..server.frames[i].len().min(24)],
+            &sent[i][..sent[i].len().min(24)],
+            client.closes,
+            server.closes
+        );
+    }
     // The client's echoes are a prefix of what the server received.
     assert!(client.frames.len() <= server.frames.len());
-    assert_eq!(
-        client.frames[..],
-        server.frames[..client.frames.len()],
+    assert!(
+        (0..client.frames.len()).all(|i| same(&client.frames, &server.frames, i)),
         "echo out of order"
     );
     // A clean close loses nothing.
@@ -256,6 +374,7 @@ fn stream_scenario(seed: u64) {
         .first()
         .is_some_and(|r| r == "closed by the peer")
         && reset_at.is_none()
+        && hung_up.is_none()
     {
         assert_eq!(server.frames.len(), sent.len(), "a clean close lost frames");
         CLEAN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -382,7 +501,7 @@ fn seeded_simulation_keeps_every_invariant() {
     let seeds: u64 = std::env::var("TENDRIL_SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(300);
+        .unwrap_or(400);
     for seed in 0..seeds {
         run(seed);
     }
@@ -390,7 +509,15 @@ fn seeded_simulation_keeps_every_invariant() {
         CLEAN.load(std::sync::atomic::Ordering::Relaxed),
         RESET.load(std::sync::atomic::Ordering::Relaxed),
     );
-    eprintln!("{seeds} seeds: {clean} clean closes with every frame delivered, {reset} resets");
+    let (tls, hang_ups) = (
+        TLS_RUNS.load(std::sync::atomic::Ordering::Relaxed),
+        HANG_UPS.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    eprintln!(
+        "{seeds} seeds: {clean} clean closes with every frame delivered, {reset} resets, \
+         {hang_ups} hang-ups, {tls} over TLS"
+    );
+    assert!(seeds < 50 || tls >= seeds / 2, "too few TLS runs: {tls}");
     assert!(
         seeds < 50 || clean > seeds / 4,
         "too few runs reached a clean close: {clean}"
