@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build every fuzz target, then run each for SECONDS (default 20), one after the other, starting
-# from its seeds in fuzz/seeds/<target>/ and the saved inputs of earlier bugs in
-# fuzz/regressions/<target>/ (copied to a temporary corpus, so both stay as they are). Crashes
+# from its seeds in fuzz/seeds/<target>/, the saved inputs of earlier bugs in
+# fuzz/regressions/<target>/ and the long runs' minimised corpus in fuzz/corpus/<target>/
+# (copied to a temporary corpus, so all stay as they are). Crashes
 # are written to fuzz/artifacts/<target>/. Exits non-zero if any target fails.
 #
 #   fuzz/run-all.sh [SECONDS]
@@ -59,8 +60,9 @@ summary=()
 for t in "${targets[@]}"; do
     corpus="$work/$t"
     mkdir -p "$corpus"
-    # Seeds, and the inputs of bugs found before (replayed first: they must not crash).
-    for d in seeds regressions; do
+    # Seeds, the inputs of bugs found before (they must not crash), and the minimised corpus
+    # of the long runs (fuzz/corpus/<target>/), so a short run starts where those ended.
+    for d in seeds regressions corpus; do
         if [ -d "$fuzz_dir/$d/$t" ]; then
             cp -r "$fuzz_dir/$d/$t/." "$corpus/"
         fi
