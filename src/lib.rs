@@ -5,7 +5,25 @@
 //! next deadline. It never touches a socket, a clock or a runtime, so the same protocol code runs
 //! under Tokio, async-std, blocking sockets, a simulator or a fuzzer.
 //!
-//! This release holds the framer layer: [`Framer`] and the built-in framers.
+//! What it holds:
+//!
+//! - **Framers** ([`framer`]): the [`Framer`] trait and eight built-in framers ([`Identity`],
+//!   [`Chunk`], [`Line`], [`Delimiter`], [`LengthPrefixed`], [`Netstring`], [`Stuffing`],
+//!   [`Cobs`]), separate for receiving and sending and switchable between any two frames
+//!   without losing a byte. Frames are zero-copy [`bytes::Bytes`] slices where the format
+//!   allows; [`SliceFramer`] hands them out in place.
+//! - **Connections** ([`connection`]): [`Tendril`], one connection's state machine. A driver
+//!   feeds it bytes or datagrams, EOF, errors and the time; it hands frames and events to an
+//!   [`Application`], and gives back outgoing bytes ([`Outgoing`]) and its next deadline. Every
+//!   connection ends, with one [`CloseReason`], whatever state it is in.
+//! - **Datagram peers** ([`tracker`]): a bounded table of UDP peers, each a [`Tendril`], with
+//!   idle timeouts, so one [`Application`] serves TCP and UDP alike.
+//! - **Layers** ([`Layer`]): byte transforms under the framers, such as TLS on rustls's sans-IO
+//!   API ([`tls`], feature `rustls`), wrapped at any time (STARTTLS).
+//! - **Testing** ([`testkit`]): two tendrils joined in memory, and deterministic TLS for
+//!   reproducible tests and fuzzing.
+//!
+//! The framers on their own:
 //!
 //! ```
 //! use bytes::BytesMut;
