@@ -74,3 +74,8 @@ pub use outgoing::{Outgoing, COPY_THRESHOLD};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The crate README's example (crates.io shows it), compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/tendril-core.md")]
+pub struct CrateReadmeDoctests;
