@@ -33,12 +33,12 @@ const MAX_LINE: usize = 256;
 const READ_CAP: usize = 512;
 /// The longest line the client sends (before CRLF).
 const CLIENT_LINE_CAP: usize = 200;
-/// The largest record the client writes, on the wire: one line and its CRLF, plus 5 bytes of
-/// header, a 16-byte tag and a content-type byte (TLS 1.3) or an 8-byte explicit nonce (TLS 1.2
-/// AES-GCM); 64 covers them all. The client's layer writes each line on its own and a record
-/// never joins two writes; the one way lines could join, rustls's 64 KiB limit on plaintext held
-/// during the handshake cutting a write short, is out of reach (256 ops of 200 bytes at most).
-const MAX_RECORD: usize = CLIENT_LINE_CAP + 2 + 64;
+/// The most plaintext one TLS record can carry (RFC 8446 §5.1), plus room for its header, tag
+/// and padding. A record is not one line: the client's layer encrypts whatever its outgoing
+/// queue holds in one piece, so lines queued together (during the handshake, or before the
+/// driver wrote) share records of up to 16 KiB. (The first long run found this: 10,446 bytes
+/// against a bound that took one record for one line.)
+const MAX_RECORD: usize = 16 * 1024 + 256;
 /// The receive buffer's bound (plaintext not framed yet), checked after every op:
 ///
 /// - After delivery ran, `Line` keeps at most a partial line: `MAX_LINE` bytes plus a `\r`.

@@ -402,7 +402,8 @@ impl<In, Out> Tendril<In, Out> {
     /// Read only while [`wants_read`](Self::wants_read) says so (a read already in flight when it
     /// turned `false`, as on a completion-based driver, may still be handed in). Under that
     /// contract no peer can make the connection hold more than its largest frame plus the reads
-    /// in flight; bytes handed in regardless are kept, not dropped, since a stream cannot lose
+    /// in flight (under a TLS layer, plus one record: a read that completes a record releases up
+    /// to 16 KiB of plaintext begun in earlier reads); bytes handed in regardless are kept, not dropped, since a stream cannot lose
     /// them, so a driver that ignores `wants_read` lets a peer that never reads its replies grow
     /// the buffer.
     pub fn read_buf(&mut self) -> &mut BytesMut {
