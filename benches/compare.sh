@@ -8,11 +8,14 @@
 #    peers (criterion; the tables are summed up by benches/summary.py, ratios included);
 # 2. allocations per frame and per datagram, bytes copied on the send path, memory per idle
 #    connection and peer (dhat);
-# 3. TCP and UDP echo over loopback and memory per idle TCP connection, against plain Tokio.
+# 3. TCP and UDP echo over loopback and memory per idle TCP connection, against plain Tokio;
+# 4. the chart of every ratio against its goal, benches/ratios.svg (shown in BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo bench -p tendril-core --bench framers --bench tracker -- "$@"
 python3 benches/summary.py target/criterion
 cargo bench -p tendril-core --bench alloc
-cargo bench -p tendril-tokio --bench socket
+mkdir -p target/compare
+cargo bench -p tendril-tokio --bench socket | tee target/compare/socket.md
+python3 benches/chart.py target/criterion target/compare/socket.md benches/ratios.svg
