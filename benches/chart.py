@@ -31,7 +31,9 @@ FRAMER_FIGURES = [
     ("Line decode, in place", "line_slices", "tokio_lines", "decode_frames", "prefilled", 1.0),
     ("LengthPrefixed decode", "length_u32be", "tokio_length_delimited", "decode_frames", "prefilled", 1.5),
     ("Line encode", "line", "tokio_lines", "encode_frames", "", 1.0),
+    ("Line encode, borrowed", "line_borrowed", "tokio_lines", "encode_frames", "", 1.0),
     ("Delimiter encode", "delimiter", "tokio_any_delimiter", "encode_frames", "", 1.0),
+    ("Delimiter encode, borrowed", "delimiter_borrowed", "tokio_any_delimiter", "encode_frames", "", 1.0),
     ("LengthPrefixed encode", "length_u32be", "tokio_length_delimited", "encode_frames", "", 1.0),
     ("Identity encode", "identity", "tokio_bytes", "encode_frames", "", 1.0),
 ]

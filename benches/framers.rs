@@ -11,7 +11,8 @@
 //!   of the frame size is one frame. `line_slices` and `delimiter_slices` read the same frames
 //!   in place (`SliceFramer::for_each_slice`: borrowed, no `Bytes` per frame).
 //! - `encode` / `encode_frames`: bytes/s and frames/s of writing frames into the outgoing queue
-//!   (`Outgoing` for Tendril, a `BytesMut` for `tokio_util`).
+//!   (`Outgoing` for Tendril, a `BytesMut` for `tokio_util`); `*_borrowed` encode from a `&[u8]`
+//!   (`streamify_slice`), as `LinesCodec` and `AnyDelimiterCodec` encode from a `&str`.
 //! - `send_frames`: `LengthPrefixed::u32_be` encoding plus a vectored write of the queue into a
 //!   `Vec`, 512 B to 16 KiB, against `LengthDelimitedCodec`: where `COPY_THRESHOLD` should sit.
 //!
@@ -447,6 +448,30 @@ fn encode_tendril<F: Framer<Frame = Bytes>>(
     });
 }
 
+/// Benchmark `streamify_slice` of every frame, borrowed, into a reused `Outgoing`: the send
+/// path for a reply formatted into the caller's own buffer, as `LinesCodec` takes a `&str`.
+fn encode_tendril_borrowed<F: Framer<Frame = Bytes>>(
+    groups: &mut Groups<'_, '_>,
+    name: &str,
+    size: usize,
+    frames: &[Bytes],
+    make: impl Fn() -> F,
+) {
+    let wire_len = wire(make(), frames).len();
+    let mut framer = make();
+    let mut out = Outgoing::new();
+    let id = BenchmarkId::new(name, label(size));
+    groups.each(&id, wire_len, frames.len(), |b| {
+        b.iter(|| {
+            for frame in frames {
+                framer.streamify_slice(frame, &mut out).expect("encodable");
+            }
+            black_box(&out);
+            out.clear();
+        })
+    });
+}
+
 /// Benchmark a `tokio_util` encoder writing every frame into a reused `BytesMut`.
 fn encode_codec<T: Clone, E: Encoder<T>>(
     groups: &mut Groups<'_, '_>,
@@ -487,9 +512,11 @@ fn encode_all(groups: &mut Groups<'_, '_>) {
         encode_codec(groups, "tokio_bytes", size, &binary, BytesCodec::new());
         encode_tendril(groups, "chunk", size, &binary, || Chunk::new(size));
         encode_tendril(groups, "line", size, &text, line);
+        encode_tendril_borrowed(groups, "line_borrowed", size, &text, line);
         let lines = LinesCodec::new_with_max_length(MAX);
         encode_codec(groups, "tokio_lines", size, &strs, lines);
         encode_tendril(groups, "delimiter", size, &text, delimiter);
+        encode_tendril_borrowed(groups, "delimiter_borrowed", size, &text, delimiter);
         let any = AnyDelimiterCodec::new_with_max_length(b"\0".to_vec(), b"\0".to_vec(), MAX);
         encode_codec(groups, "tokio_any_delimiter", size, &strs, any);
         encode_tendril(

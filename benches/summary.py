@@ -17,6 +17,8 @@ BASELINE = {
     "line_slices": "tokio_lines",
     "delimiter": "tokio_any_delimiter",
     "delimiter_slices": "tokio_any_delimiter",
+    "line_borrowed": "tokio_lines",
+    "delimiter_borrowed": "tokio_any_delimiter",
     "length_u32be": "tokio_length_delimited",
     "identity": "tokio_bytes",
 }

@@ -105,6 +105,19 @@ impl Outgoing {
         }
     }
 
+    /// Append `head ++ body ++ foot`, all copied, with one reservation.
+    #[inline]
+    pub(crate) fn put_framed_slice(&mut self, head: &[u8], body: &[u8], foot: &[u8]) {
+        let n = head.len() + body.len() + foot.len();
+        self.tail.reserve(n);
+        if !head.is_empty() {
+            self.tail.extend_from_slice(head);
+        }
+        self.tail.extend_from_slice(body);
+        self.tail.extend_from_slice(foot);
+        self.len += n;
+    }
+
     /// Queue `data` by reference behind what the tail holds.
     fn queue_shared(&mut self, data: Bytes) {
         if !self.tail.is_empty() {
@@ -169,6 +182,53 @@ impl Outgoing {
             self.queue = VecDeque::new();
             self.tail = BytesMut::new();
         }
+    }
+}
+
+/// A frame body on its way into an [`Outgoing`]: owned [`Bytes`] (queued by reference from
+/// [`COPY_THRESHOLD`] bytes on) or a borrowed slice (always copied). Each framer writes one
+/// encoder, generic over it, for both [`Framer::streamify`](crate::Framer::streamify) and
+/// [`Framer::streamify_slice`](crate::Framer::streamify_slice).
+pub(crate) trait FrameBody: core::ops::Deref<Target = [u8]> + Sized {
+    /// Append the body.
+    fn put_into(self, out: &mut Outgoing);
+    /// Append `head ++ body ++ foot`.
+    fn put_framed_into(self, head: &[u8], foot: &[u8], out: &mut Outgoing);
+    /// The body from `at` on.
+    fn after(self, at: usize) -> Self;
+}
+
+impl FrameBody for Bytes {
+    #[inline]
+    fn put_into(self, out: &mut Outgoing) {
+        out.put_bytes(self);
+    }
+
+    #[inline]
+    fn put_framed_into(self, head: &[u8], foot: &[u8], out: &mut Outgoing) {
+        out.put_framed(head, self, foot);
+    }
+
+    #[inline]
+    fn after(self, at: usize) -> Self {
+        self.slice(at..)
+    }
+}
+
+impl FrameBody for &[u8] {
+    #[inline]
+    fn put_into(self, out: &mut Outgoing) {
+        out.put_slice(self);
+    }
+
+    #[inline]
+    fn put_framed_into(self, head: &[u8], foot: &[u8], out: &mut Outgoing) {
+        out.put_framed_slice(head, self, foot);
+    }
+
+    #[inline]
+    fn after(self, at: usize) -> Self {
+        &self[at..]
     }
 }
 

@@ -113,6 +113,17 @@ pub enum SendError<F> {
     Frame(FrameError),
 }
 
+impl SendError<()> {
+    /// The same refusal, handing back `frame`.
+    fn with<F>(self, frame: F) -> SendError<F> {
+        match self {
+            SendError::Full(()) => SendError::Full(frame),
+            SendError::Closed(()) => SendError::Closed(frame),
+            SendError::Frame(e) => SendError::Frame(e),
+        }
+    }
+}
+
 impl<F> fmt::Display for SendError<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -232,6 +243,33 @@ pub struct Tendril<In = Bytes, Out = In> {
     handshake_started: Duration,
     timer: Option<Duration>,
     stats: Stats,
+}
+
+impl<In> Tendril<In, Bytes> {
+    /// Send a frame given as borrowed bytes: the send framer encodes it straight into the
+    /// outgoing queue ([`Framer::streamify_slice`]), so a reply formatted into a stack buffer
+    /// needs no [`Bytes`] of its own. Refused as [`send_frame`](Self::send_frame) refuses
+    /// (nothing to hand back: the caller still has the bytes).
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use std::io::Write;
+    /// use tendril_core::{Line, Proto, Tendril};
+    ///
+    /// let mut t: Tendril = Tendril::new(Proto::TCP, Line::crlf(), Line::crlf());
+    /// let mut buf = [0u8; 32];
+    /// let mut cursor = &mut buf[..];
+    /// write!(cursor, "250 {} bytes", 1234).unwrap();
+    /// let n = 32 - cursor.len();
+    /// t.send_slice(&buf[..n]).unwrap();
+    /// assert_eq!(t.transmit().take_all(), "250 1234 bytes\r\n");
+    /// ```
+    pub fn send_slice(&mut self, frame: &[u8]) -> Result<(), SendError<()>> {
+        match self.send_refusal() {
+            Some(refusal) => Err(refusal),
+            None => self.send_with(|send, out| send.streamify_slice(frame, out)),
+        }
+    }
 }
 
 impl<In, Out> fmt::Debug for Tendril<In, Out> {
@@ -780,21 +818,39 @@ impl<In, Out> Tendril<In, Out> {
     /// ([`SendError::Full`], then wait for [`Event::Writable`]). Large frame bodies are queued
     /// without copying.
     pub fn send_frame(&mut self, frame: Out) -> Result<(), SendError<Out>> {
+        match self.send_refusal() {
+            Some(refusal) => Err(refusal.with(frame)),
+            None => self.send_with(|send, out| send.streamify(frame, out)),
+        }
+    }
+
+    /// Why a frame cannot be sent now, if it cannot.
+    #[inline]
+    fn send_refusal(&mut self) -> Option<SendError<()>> {
         if self.state != State::Open || self.finishing {
-            return Err(SendError::Closed(frame));
+            return Some(SendError::Closed(()));
         }
         if self.out.len() >= self.config.high_watermark {
             self.want_writable = true;
-            return Err(SendError::Full(frame));
+            return Some(SendError::Full(()));
         }
+        None
+    }
+
+    /// Encode with `encode` into the top layer's queue (or the socket's), then move the bytes
+    /// on: the part of sending shared by [`send_frame`](Self::send_frame) and
+    /// [`send_slice`](Self::send_slice).
+    #[inline]
+    fn send_with<F>(
+        &mut self,
+        encode: impl FnOnce(&mut BoxFramer<Out>, &mut Outgoing) -> Result<(), FrameError>,
+    ) -> Result<(), SendError<F>> {
         let queued = self.out.len();
         let target = match self.layers.last_mut() {
             Some(slot) => &mut slot.send_in,
             None => &mut self.out,
         };
-        self.send
-            .streamify(frame, target)
-            .map_err(SendError::Frame)?;
+        encode(&mut self.send, target).map_err(SendError::Frame)?;
         self.stats.frames_sent += 1;
         self.stats.bytes_sent += (self.out.len() - queued) as u64;
         if self.proto.is_datagram() {

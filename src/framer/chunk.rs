@@ -2,6 +2,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::slices::{Slice, SliceFramer};
 use super::strict_eof;
+use crate::outgoing::FrameBody;
 use crate::{FrameError, Framer, Outgoing};
 
 /// Fixed-size records: every frame is exactly `n` bytes.
@@ -115,17 +116,29 @@ impl Framer for Chunk {
     }
 
     fn streamify(&mut self, frame: Bytes, out: &mut Outgoing) -> Result<(), FrameError> {
+        self.encode(frame, out)
+    }
+
+    fn streamify_slice(&mut self, frame: &[u8], out: &mut Outgoing) -> Result<(), FrameError> {
+        self.encode(frame, out)
+    }
+
+    fn reset(&mut self) {
+        self.remaining = self.len;
+    }
+}
+
+impl Chunk {
+    /// `streamify` and `streamify_slice`: one encoder for owned and borrowed frames.
+    #[inline]
+    fn encode<B: FrameBody>(&mut self, frame: B, out: &mut Outgoing) -> Result<(), FrameError> {
         if !self.piecewise && frame.len() != self.len {
             return Err(FrameError::Unencodable {
                 what: "chunk",
                 reason: "its length differs from the record length",
             });
         }
-        out.put_bytes(frame);
+        frame.put_into(out);
         Ok(())
-    }
-
-    fn reset(&mut self) {
-        self.remaining = self.len;
     }
 }

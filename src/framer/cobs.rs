@@ -1,5 +1,6 @@
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::outgoing::FrameBody;
 use crate::{FrameError, Framer, Outgoing};
 
 /// Consistent Overhead Byte Stuffing (Cheshire and Baker), each frame followed by a `0x00`
@@ -268,6 +269,23 @@ impl Framer for Cobs {
     }
 
     fn streamify(&mut self, frame: Bytes, out: &mut Outgoing) -> Result<(), FrameError> {
+        self.encode(frame, out)
+    }
+
+    fn streamify_slice(&mut self, frame: &[u8], out: &mut Outgoing) -> Result<(), FrameError> {
+        self.encode(frame, out)
+    }
+
+    fn reset(&mut self) {
+        self.scanned = 0;
+        self.discarding = false;
+    }
+}
+
+impl Cobs {
+    /// `streamify` and `streamify_slice`: one encoder for owned and borrowed frames.
+    #[inline]
+    fn encode<B: FrameBody>(&mut self, frame: B, out: &mut Outgoing) -> Result<(), FrameError> {
         if frame.len() > self.max {
             return Err(self.too_long(false));
         }
@@ -309,10 +327,5 @@ impl Framer for Cobs {
         }
         out.put_u8(0);
         Ok(())
-    }
-
-    fn reset(&mut self) {
-        self.scanned = 0;
-        self.discarding = false;
     }
 }

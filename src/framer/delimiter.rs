@@ -4,6 +4,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use memchr::memmem::Finder;
 
 use super::slices::{Slice, SliceFramer};
+use crate::outgoing::FrameBody;
 use crate::{ConfigError, FrameError, Framer, Outgoing};
 
 /// Frames ended by a byte string, e.g. `\r\n.\r\n` for an SMTP message body.
@@ -120,6 +121,22 @@ impl Framer for Delimiter {
     }
 
     fn streamify(&mut self, frame: Bytes, out: &mut Outgoing) -> Result<(), FrameError> {
+        self.encode(frame, out)
+    }
+
+    fn streamify_slice(&mut self, frame: &[u8], out: &mut Outgoing) -> Result<(), FrameError> {
+        self.encode(frame, out)
+    }
+
+    fn reset(&mut self) {
+        self.scanner.reset();
+    }
+}
+
+impl Delimiter {
+    /// `streamify` and `streamify_slice`: one encoder for owned and borrowed frames.
+    #[inline]
+    fn encode<B: FrameBody>(&mut self, frame: B, out: &mut Outgoing) -> Result<(), FrameError> {
         let delimiter = self.finder.needle();
         let body = match frame.strip_suffix(delimiter) {
             Some(body) if self.keep => body,
@@ -151,16 +168,12 @@ impl Framer for Delimiter {
             });
         }
         if body_len == frame.len() {
-            out.put_framed(&[], frame, delimiter);
+            frame.put_framed_into(&[], delimiter, out);
         } else {
             // The frame already ends with the delimiter (`keep_delimiter`).
-            out.put_bytes(frame);
+            frame.put_into(out);
         }
         Ok(())
-    }
-
-    fn reset(&mut self) {
-        self.scanner.reset();
     }
 }
 

@@ -1,6 +1,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::slices::{Slice, SliceFramer};
+use crate::outgoing::FrameBody;
 use crate::{FrameError, Framer, Outgoing};
 
 /// Each chunk of input is one frame: whatever one read or one datagram brought.
@@ -77,7 +78,19 @@ impl Framer for Identity {
     }
 
     fn streamify(&mut self, frame: Bytes, out: &mut Outgoing) -> Result<(), FrameError> {
-        out.put_bytes(frame);
+        self.encode(frame, out)
+    }
+
+    fn streamify_slice(&mut self, frame: &[u8], out: &mut Outgoing) -> Result<(), FrameError> {
+        self.encode(frame, out)
+    }
+}
+
+impl Identity {
+    /// `streamify` and `streamify_slice`: one encoder for owned and borrowed frames.
+    #[inline]
+    fn encode<B: FrameBody>(&mut self, frame: B, out: &mut Outgoing) -> Result<(), FrameError> {
+        frame.put_into(out);
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::strict_eof;
+use crate::outgoing::FrameBody;
 use crate::{FrameError, Framer, Outgoing};
 
 /// The length field of a [`LengthPrefixed`] frame.
@@ -311,9 +312,9 @@ impl LengthPrefixed {
 
     /// `streamify` for the plain configuration: the header is the field alone.
     #[inline(always)]
-    fn streamify_plain<const W: usize>(
+    fn streamify_plain<const W: usize, B: FrameBody>(
         &self,
-        frame: Bytes,
+        frame: B,
         out: &mut Outgoing,
         write: impl FnOnce(u64) -> [u8; W],
     ) -> Result<(), FrameError> {
@@ -333,12 +334,16 @@ impl LengthPrefixed {
                 field_max,
             });
         }
-        out.put_framed(&write(body as u64), frame, &[]);
+        frame.put_framed_into(&write(body as u64), &[], out);
         Ok(())
     }
 
     /// `streamify` for any configuration.
-    fn streamify_general(&mut self, frame: Bytes, out: &mut Outgoing) -> Result<(), FrameError> {
+    fn streamify_general<B: FrameBody>(
+        &mut self,
+        frame: B,
+        out: &mut Outgoing,
+    ) -> Result<(), FrameError> {
         let Some(body) = frame.len().checked_sub(self.offset) else {
             return Err(FrameError::Unencodable {
                 what: "length-prefixed frame",
@@ -370,11 +375,11 @@ impl LengthPrefixed {
         let mut field = [0u8; 10];
         let n = self.field.write(value, &mut field);
         if self.offset == 0 {
-            out.put_framed(&field[..n], frame, &[]);
+            frame.put_framed_into(&field[..n], &[], out);
         } else {
             out.put_slice(&frame[..self.offset]);
             out.put_slice(&field[..n]);
-            out.put_bytes(frame.slice(self.offset..));
+            frame.after(self.offset).put_into(out);
         }
         Ok(())
     }
@@ -433,6 +438,19 @@ impl Framer for LengthPrefixed {
 
     #[inline]
     fn streamify(&mut self, frame: Bytes, out: &mut Outgoing) -> Result<(), FrameError> {
+        self.encode(frame, out)
+    }
+
+    #[inline]
+    fn streamify_slice(&mut self, frame: &[u8], out: &mut Outgoing) -> Result<(), FrameError> {
+        self.encode(frame, out)
+    }
+}
+
+impl LengthPrefixed {
+    /// `streamify` and `streamify_slice`: one encoder for owned and borrowed frames.
+    #[inline]
+    fn encode<B: FrameBody>(&mut self, frame: B, out: &mut Outgoing) -> Result<(), FrameError> {
         if self.plain {
             match self.field {
                 LengthField::U8 => return self.streamify_plain(frame, out, |v| [v as u8]),

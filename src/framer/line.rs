@@ -2,6 +2,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::delimiter::{Scanner, Terminator};
 use super::slices::{Slice, SliceFramer};
+use crate::outgoing::FrameBody;
 use crate::{FrameError, Framer, Outgoing};
 
 /// Lines ended by `\n`; in CRLF mode one `\r` before the `\n` is stripped and `\r\n` is sent.
@@ -109,6 +110,22 @@ impl Framer for Line {
     }
 
     fn streamify(&mut self, frame: Bytes, out: &mut Outgoing) -> Result<(), FrameError> {
+        self.encode(frame, out)
+    }
+
+    fn streamify_slice(&mut self, frame: &[u8], out: &mut Outgoing) -> Result<(), FrameError> {
+        self.encode(frame, out)
+    }
+
+    fn reset(&mut self) {
+        self.scanner.reset();
+    }
+}
+
+impl Line {
+    /// `streamify` and `streamify_slice`: one encoder for owned and borrowed frames.
+    #[inline]
+    fn encode<B: FrameBody>(&mut self, frame: B, out: &mut Outgoing) -> Result<(), FrameError> {
         if super::contains_byte(&frame, b'\n') {
             return Err(FrameError::Unencodable {
                 what: "line",
@@ -123,11 +140,7 @@ impl Framer for Line {
                 resynced: false,
             });
         }
-        out.put_framed(&[], frame, if self.crlf { b"\r\n" } else { b"\n" });
+        frame.put_framed_into(&[], if self.crlf { b"\r\n" } else { b"\n" }, out);
         Ok(())
-    }
-
-    fn reset(&mut self) {
-        self.scanner.reset();
     }
 }

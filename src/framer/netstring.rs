@@ -1,6 +1,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::strict_eof;
+use crate::outgoing::FrameBody;
 use crate::{FrameError, Framer, Outgoing};
 
 /// D. J. Bernstein's netstrings: `len:data,`.
@@ -119,6 +120,18 @@ impl Framer for Netstring {
     }
 
     fn streamify(&mut self, frame: Bytes, out: &mut Outgoing) -> Result<(), FrameError> {
+        self.encode(frame, out)
+    }
+
+    fn streamify_slice(&mut self, frame: &[u8], out: &mut Outgoing) -> Result<(), FrameError> {
+        self.encode(frame, out)
+    }
+}
+
+impl Netstring {
+    /// `streamify` and `streamify_slice`: one encoder for owned and borrowed frames.
+    #[inline]
+    fn encode<B: FrameBody>(&mut self, frame: B, out: &mut Outgoing) -> Result<(), FrameError> {
         if frame.len() > self.max {
             return Err(self.too_long(None));
         }
@@ -134,7 +147,7 @@ impl Framer for Netstring {
                 break;
             }
         }
-        out.put_framed(&digits[at..], frame, b",");
+        frame.put_framed_into(&digits[at..], b",", out);
         Ok(())
     }
 }

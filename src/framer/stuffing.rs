@@ -2,6 +2,7 @@ use alloc::vec::Vec;
 use bytes::{Buf, Bytes, BytesMut};
 use memchr::memmem::Finder;
 
+use crate::outgoing::FrameBody;
 use crate::{ConfigError, FrameError, Framer, Outgoing};
 
 /// The Python original's byte-stuffing framer.
@@ -222,6 +223,24 @@ impl Framer for Stuffing {
     }
 
     fn streamify(&mut self, frame: Bytes, out: &mut Outgoing) -> Result<(), FrameError> {
+        self.encode(frame, out)
+    }
+
+    fn streamify_slice(&mut self, frame: &[u8], out: &mut Outgoing) -> Result<(), FrameError> {
+        self.encode(frame, out)
+    }
+
+    fn reset(&mut self) {
+        self.in_frame = false;
+        self.discarding = false;
+        self.scanned = 0;
+    }
+}
+
+impl Stuffing {
+    /// `streamify` and `streamify_slice`: one encoder for owned and borrowed frames.
+    #[inline]
+    fn encode<B: FrameBody>(&mut self, frame: B, out: &mut Outgoing) -> Result<(), FrameError> {
         if frame.len() > self.max {
             return Err(self.too_long(false));
         }
@@ -236,17 +255,11 @@ impl Framer for Stuffing {
         }
         if rest.len() == frame.len() {
             // Nothing to stuff: the body goes out as it is.
-            out.put_bytes(frame);
+            frame.put_into(out);
         } else {
             out.put_slice(rest);
         }
         out.put_slice(self.end.needle());
         Ok(())
-    }
-
-    fn reset(&mut self) {
-        self.in_frame = false;
-        self.discarding = false;
-        self.scanned = 0;
     }
 }
