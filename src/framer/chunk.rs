@@ -115,10 +115,12 @@ impl Framer for Chunk {
         strict_eof(self, buf, "chunk")
     }
 
+    #[inline]
     fn streamify(&mut self, frame: Bytes, out: &mut Outgoing) -> Result<(), FrameError> {
         self.encode(frame, out)
     }
 
+    #[inline]
     fn streamify_slice(&mut self, frame: &[u8], out: &mut Outgoing) -> Result<(), FrameError> {
         self.encode(frame, out)
     }

@@ -268,10 +268,12 @@ impl Framer for Cobs {
         })
     }
 
+    #[inline]
     fn streamify(&mut self, frame: Bytes, out: &mut Outgoing) -> Result<(), FrameError> {
         self.encode(frame, out)
     }
 
+    #[inline]
     fn streamify_slice(&mut self, frame: &[u8], out: &mut Outgoing) -> Result<(), FrameError> {
         self.encode(frame, out)
     }

@@ -119,10 +119,12 @@ impl Framer for Netstring {
         strict_eof(self, buf, "netstring")
     }
 
+    #[inline]
     fn streamify(&mut self, frame: Bytes, out: &mut Outgoing) -> Result<(), FrameError> {
         self.encode(frame, out)
     }
 
+    #[inline]
     fn streamify_slice(&mut self, frame: &[u8], out: &mut Outgoing) -> Result<(), FrameError> {
         self.encode(frame, out)
     }

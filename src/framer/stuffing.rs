@@ -222,10 +222,12 @@ impl Framer for Stuffing {
         Ok(None)
     }
 
+    #[inline]
     fn streamify(&mut self, frame: Bytes, out: &mut Outgoing) -> Result<(), FrameError> {
         self.encode(frame, out)
     }
 
+    #[inline]
     fn streamify_slice(&mut self, frame: &[u8], out: &mut Outgoing) -> Result<(), FrameError> {
         self.encode(frame, out)
     }
