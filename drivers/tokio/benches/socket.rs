@@ -7,6 +7,11 @@
 //!   `Framed<TcpStream, LinesCodec>` forwarding its stream into its sink;
 //! - UDP echo from 1 and 1,000 client sockets: `tendril-tokio` vs a plain `UdpSocket` loop that
 //!   keeps a `HashMap` of peers (both with a 4 MiB receive buffer);
+//! - the same two echoes against the physical limits, in the same run: a hand-written Tokio TCP
+//!   echo that finds line ends with `memchr` in its read buffer and writes the same bytes back
+//!   (no framing library, nothing allocated per line), and a UDP echo that receives batches
+//!   with `recvmmsg` and answers each GRO batch in one GSO send through `quinn-udp`, with no
+//!   per-peer state. `tendril-tokio` and plain Tokio are each given as a share of the limit;
 //! - resident memory per idle TCP connection, 10,000 connections: each server runs in a child
 //!   process of its own and the clients in another (client and server in one process would
 //!   need more than the 20,000 descriptors allowed here), so the figure is the server's alone.
@@ -113,6 +118,93 @@ async fn tokio_tcp() -> (Server, SocketAddr) {
         }
     });
     (Server::Plain, addr)
+}
+
+/// The TCP limit: read into a buffer, write back everything up to its last `\n`, keep the rest.
+async fn limit_tcp() -> (Server, SocketAddr) {
+    use tokio::io::AsyncReadExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            stream.set_nodelay(true).unwrap();
+            tokio::spawn(async move {
+                let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
+                loop {
+                    buf.reserve(16 * 1024);
+                    match stream.read_buf(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    if let Some(end) = memchr::memrchr(b'\n', &buf) {
+                        let lines = buf.split_to(end + 1);
+                        if stream.write_all(&lines).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (Server::Plain, addr)
+}
+
+/// The UDP limit: batches in (`recvmmsg`, GRO), each batch from one peer back out in one send
+/// (GSO), no state per peer.
+async fn limit_udp() -> SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket2::SockRef::from(&socket)
+        .set_recv_buffer_size(UDP_RECV_BUFFER)
+        .unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let state = quinn_udp::UdpSocketState::new((&socket).into()).unwrap();
+    let socket = UdpSocket::from_std(socket).unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        const SLOT: usize = 64 * 1024;
+        let mut buf = vec![0u8; SLOT * quinn_udp::BATCH_SIZE];
+        let mut meta = [quinn_udp::RecvMeta::default(); quinn_udp::BATCH_SIZE];
+        let max_segments = state.max_gso_segments();
+        loop {
+            let received = {
+                let mut chunks = buf.chunks_mut(SLOT);
+                let mut slots: [std::io::IoSliceMut<'_>; quinn_udp::BATCH_SIZE] =
+                    std::array::from_fn(|_| {
+                        std::io::IoSliceMut::new(chunks.next().unwrap_or_default())
+                    });
+                socket.try_io(tokio::io::Interest::READABLE, || {
+                    state.recv((&socket).into(), &mut slots, &mut meta)
+                })
+            };
+            let n = match received {
+                Ok(n) => n,
+                // Drained: wait for more (the readiness was cleared by `try_io`).
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if socket.readable().await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            for (slot, meta) in meta[..n].iter().enumerate() {
+                let data = &buf[slot * SLOT..slot * SLOT + meta.len];
+                let stride = meta.stride.clamp(1, meta.len.max(1));
+                // A send failing (the socket's buffer full) drops replies, as UDP may.
+                for run in data.chunks(stride * max_segments.max(1)) {
+                    let transmit = quinn_udp::Transmit {
+                        destination: meta.addr,
+                        ecn: None,
+                        contents: run,
+                        segment_size: (run.len() > stride).then_some(stride),
+                        src_ip: None,
+                    };
+                    let _ = state.try_send((&socket).into(), &transmit);
+                }
+            }
+        }
+    });
+    addr
 }
 
 /// Each connection keeps `window` lines in flight for `RUN`; returns lines echoed per second.
@@ -343,6 +435,16 @@ fn main() {
                 let (server, addr) = tokio_tcp().await;
                 let theirs = tcp_load(addr, connections).await;
                 server.stop().await;
+                let (server, addr) = limit_tcp().await;
+                let limit = tcp_load(addr, connections).await;
+                server.stop().await;
+                println!(
+                    "| TCP pipelined echo, 64 B lines, {connections} conn, plain tokio, of the limit | {:.2} M lines/s (Framed<LinesCodec>) | {:.2} M lines/s (memchr echo, no framing) | {:.2}× |",
+                    theirs / 1e6,
+                    limit / 1e6,
+                    theirs / limit
+                );
+                let mut tendril_tokio = None;
                 for (driver, (server, addr)) in [
                     ("tendril-tokio", tendril_tcp().await),
                     ("tendril-async-std", async_std_tcp().await),
@@ -350,11 +452,22 @@ fn main() {
                 ] {
                     let ours = tcp_load(addr, connections).await;
                     server.stop().await;
+                    if driver == "tendril-tokio" {
+                        tendril_tokio = Some(ours);
+                    }
                     println!(
                         "| TCP pipelined echo, 64 B lines, {connections} conn, {driver} | {:.2} M lines/s | {:.2} M lines/s (Framed<LinesCodec>) | {:.2}× |",
                         ours / 1e6,
                         theirs / 1e6,
                         ours / theirs
+                    );
+                }
+                if let Some(ours) = tendril_tokio {
+                    println!(
+                        "| TCP pipelined echo, 64 B lines, {connections} conn, tendril-tokio, of the limit | {:.2} M lines/s | {:.2} M lines/s (memchr echo, no framing) | {:.2}× |",
+                        ours / 1e6,
+                        limit / 1e6,
+                        ours / limit
                     );
                 }
             }
@@ -367,6 +480,15 @@ fn main() {
                 let ours = udp_load(addr, clients, window).await;
                 manager.stop().await;
                 let theirs = udp_load(tokio_udp().await, clients, window).await;
+                let limit = udp_load(limit_udp().await, clients, window).await;
+                for (who, got) in [("tendril-tokio", ours), ("plain tokio", theirs)] {
+                    println!(
+                        "| UDP echo, 64 B, {clients} client sockets × {window} in flight, {who}, of the limit | {:.0} k replies/s | {:.0} k replies/s (recvmmsg + GSO, no peer state) | {:.2}× |",
+                        got / 1e3,
+                        limit / 1e3,
+                        got / limit
+                    );
+                }
                 println!(
                     "| UDP echo, 64 B, {clients} client sockets × {window} in flight, tendril-tokio | {:.0} k replies/s | {:.0} k replies/s (UdpSocket + HashMap) | {:.2}× |",
                     ours / 1e3,
