@@ -84,7 +84,7 @@ def socket_bars(table):
 
 def svg(bars):
     """Horizontal bars on a log scale (ratios run from 0.1x to 100x), 1.0x dashed."""
-    row, left, width, right = 22, 480, 440, 70
+    row, left, width, right = 22, 560, 440, 70
     top = 46
     height = top + row * len(bars) + 40
     lo, hi = 0.1, max(4.0, max(r for _, r, _, _ in bars) * 1.3)
