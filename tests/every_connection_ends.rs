@@ -10,8 +10,7 @@ mod kit;
 
 use core::time::Duration;
 use kit::{closed, log, Recorder, SharedLog};
-use rustls::pki_types::{PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::{ClientConfig, ServerConfig};
 use std::sync::Arc;
 use tendril_core::tls::TlsLayer;
 use tendril_core::{Config, Line, Proto, Tendril};
@@ -19,38 +18,15 @@ use tendril_core::{Config, Line, Proto, Tendril};
 const IDLE: Duration = Duration::from_secs(10);
 const LINGER: Duration = Duration::from_secs(30);
 
+/// The configurations of both ends: the test kit's deterministic TLS, so a failure replays.
 struct Certs {
     server: Arc<ServerConfig>,
     client: Arc<ClientConfig>,
 }
 
 fn certs() -> Certs {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let server = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .unwrap();
-    let mut roots = RootCertStore::empty();
-    roots.add(cert.der().clone()).unwrap();
-    let client = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Certs {
-        server: Arc::new(server),
-        client: Arc::new(client),
-    }
+    let (server, client) = tendril_core::testkit::tls::pair(0);
+    Certs { server, client }
 }
 
 fn line() -> Tendril {
@@ -64,7 +40,7 @@ fn line() -> Tendril {
 
 fn tls_client(certs: &Certs) -> Tendril {
     let mut t = line();
-    let name = ServerName::try_from("localhost").unwrap();
+    let name = tendril_core::testkit::tls::server_name();
     t.wrap(TlsLayer::client(certs.client.clone(), name).unwrap());
     t
 }
