@@ -431,31 +431,19 @@ fn encode_tendril<F: Framer<Frame = Bytes>>(
     frames: &[Bytes],
     make: impl Fn() -> F,
 ) {
-    let wire_len = wire(make(), frames).len();
-    let mut framer = make();
-    let mut out = Outgoing::new();
-    let id = BenchmarkId::new(name, label(size));
-    groups.each(&id, wire_len, frames.len(), |b| {
-        b.iter(|| {
-            for frame in frames {
-                framer
-                    .streamify(frame.clone(), &mut out)
-                    .expect("encodable");
-            }
-            black_box(&out);
-            out.clear();
-        })
+    encode_with(groups, name, size, frames, make, |framer, frame, out| {
+        framer.streamify(frame.clone(), out)
     });
 }
 
-/// Benchmark `streamify_slice` of every frame, borrowed, into a reused `Outgoing`: the send
-/// path for a reply formatted into the caller's own buffer, as `LinesCodec` takes a `&str`.
-fn encode_tendril_borrowed<F: Framer<Frame = Bytes>>(
+/// Benchmark `encode` of every frame into a reused `Outgoing`, cleared after each stream.
+fn encode_with<F: Framer<Frame = Bytes>>(
     groups: &mut Groups<'_, '_>,
     name: &str,
     size: usize,
     frames: &[Bytes],
     make: impl Fn() -> F,
+    mut encode: impl FnMut(&mut F, &Bytes, &mut Outgoing) -> Result<(), tendril_core::FrameError>,
 ) {
     let wire_len = wire(make(), frames).len();
     let mut framer = make();
@@ -464,11 +452,25 @@ fn encode_tendril_borrowed<F: Framer<Frame = Bytes>>(
     groups.each(&id, wire_len, frames.len(), |b| {
         b.iter(|| {
             for frame in frames {
-                framer.streamify_slice(frame, &mut out).expect("encodable");
+                encode(&mut framer, frame, &mut out).expect("encodable");
             }
             black_box(&out);
             out.clear();
         })
+    });
+}
+
+/// [`encode_tendril`] through `streamify_slice`, each frame borrowed: the send path for a reply
+/// formatted into the caller's own buffer, as `LinesCodec` takes a `&str`.
+fn encode_tendril_borrowed<F: Framer<Frame = Bytes>>(
+    groups: &mut Groups<'_, '_>,
+    name: &str,
+    size: usize,
+    frames: &[Bytes],
+    make: impl Fn() -> F,
+) {
+    encode_with(groups, name, size, frames, make, |framer, frame, out| {
+        framer.streamify_slice(frame, out)
     });
 }
 
