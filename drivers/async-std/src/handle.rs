@@ -195,7 +195,7 @@ impl TendrilHandle {
     }
 }
 
-impl tendril_net::registry::Tracked for TendrilHandle {
+impl tendril_net::live::Tracked for TendrilHandle {
     fn key(&self) -> usize {
         Arc::as_ptr(&self.info) as usize
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tendril_core::{Addr, Application, BoxFramer, Config, Proto, Reject, Tendril};
-use tendril_net::registry::Registry;
+use tendril_net::live::LiveTendrils;
 use tendril_net::WrapperChain;
 
 use crate::registry::{self, Transport};
@@ -25,11 +25,13 @@ pub struct Context {
     running: AtomicBool,
     local: Mutex<Option<Addr>>,
     /// Live tendrils by handle identity: several may share an address pair (unnamed Unix peers).
-    tendrils: Registry<TendrilHandle>,
+    tendrils: LiveTendrils<TendrilHandle>,
     cancel: Cancellation,
     tasks: Arc<TaskTracker>,
     spawner: Mutex<Spawner>,
     pub(crate) config: Mutex<Config>,
+    /// The peer-table settings of UDP sockets (`None`: derived from `config`).
+    pub(crate) udp_config: Mutex<Option<tendril_core::tracker::TrackerConfig>>,
     pub(crate) framers: Mutex<FramerFactory>,
     pub(crate) accepted_wrapper: Mutex<WrapperChain>,
     pub(crate) udp: Mutex<crate::udp::Sockets>,
@@ -51,11 +53,12 @@ impl Context {
             epoch: Instant::now(),
             running: AtomicBool::new(false),
             local: Mutex::new(None),
-            tendrils: Registry::default(),
+            tendrils: LiveTendrils::default(),
             cancel: Cancellation::default(),
             tasks: Arc::default(),
             spawner: Mutex::new(Spawner::global()),
             config: Mutex::new(Config::default()),
+            udp_config: Mutex::new(None),
             framers: Mutex::new(tendril_net::identity_framers()),
             accepted_wrapper: Mutex::new(WrapperChain::new()),
             udp: Mutex::default(),
@@ -85,6 +88,11 @@ impl Context {
         let task = self.tasks.track(future);
         let spawner = lock(&self.spawner).clone();
         spawner.spawn(task);
+    }
+
+    /// The tracker settings of a UDP socket bound now.
+    pub(crate) fn tracker_config(&self) -> tendril_core::tracker::TrackerConfig {
+        tendril_net::tracker_config(*lock(&self.config), *lock(&self.udp_config))
     }
 
     /// A new tendril with the manager's framers and configuration.
@@ -203,9 +211,30 @@ impl Manager {
         &self.endpoint
     }
 
-    /// Set the configuration of new tendrils.
+    /// Set the configuration of new tendrils: stream connections, and the peers of UDP sockets
+    /// bound after this.
     pub fn set_config(&self, config: Config) {
         *lock(&self.ctx.config) = config;
+    }
+
+    /// Set the peer-table settings of UDP sockets bound after this: idle timeout, maximum
+    /// peers, how long and how many rejections are remembered (see
+    /// [`tendril_net::tracker_config`]; each peer's connection settings stay those of
+    /// [`set_config`](Self::set_config)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tendril_core::tracker::TrackerConfig;
+    ///
+    /// let manager = tendril_async_std::get_manager("udp", "127.0.0.1:0")?;
+    /// let mut udp = TrackerConfig::default();
+    /// udp.idle_timeout = Duration::from_secs(30);
+    /// udp.max_peers = 10_000;
+    /// manager.set_udp_config(udp);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn set_udp_config(&self, udp: tendril_core::tracker::TrackerConfig) {
+        *lock(&self.ctx.udp_config) = Some(udp);
     }
 
     /// Set the framers new tendrils start with (default: `Identity` both ways). The acceptor can

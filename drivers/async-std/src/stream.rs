@@ -23,7 +23,7 @@ use crate::logged::Logged;
 use crate::manager::{lock, Context, SharedAcceptor};
 use crate::registry::Transport;
 use crate::TendrilHandle;
-use tendril_net::command::Waiting;
+use tendril_net::command::PendingSends;
 
 /// The most buffers one vectored write hands to the kernel.
 const MAX_IOVECS: usize = 64;
@@ -214,7 +214,7 @@ async fn run<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut waiting = Waiting::default();
+    let mut waiting = PendingSends::default();
     let mut commands_open = true;
     let mut timer = Timer::never();
     let mut armed: Option<Duration> = None;

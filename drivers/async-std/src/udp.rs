@@ -13,7 +13,7 @@ use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
-use tendril_core::tracker::{ConnId, Tracker, TrackerConfig, TrackerEvent};
+use tendril_core::tracker::{ConnId, Tracker, TrackerEvent};
 use tendril_core::{Addr, Proto, Reject, Tendril};
 use tendril_net::{Outbox, UdpIo, WrapperChain};
 use tracing::Instrument;
@@ -65,7 +65,7 @@ fn bind(
     let framers_ctx = ctx.clone();
     let tracker: Tracker<Bytes, Bytes, Logged> = Tracker::new(
         ctx.proto,
-        TrackerConfig::default(),
+        ctx.tracker_config(),
         move || (lock(&framers_ctx.framers))(),
         move |t: &mut Tendril| match &acceptor {
             Some(acceptor) => (lock(acceptor))(t).map(Logged),

@@ -4,6 +4,7 @@
 use std::io;
 use tendril_async_std::{get_manager, Manager, Spawner};
 use tendril_core::Addr;
+use tendril_driver_suite::Settings;
 use tendril_net::{lock, SharedAcceptor, WrapperChain};
 
 /// Which executor runs the manager's tasks.
@@ -31,8 +32,15 @@ fn start(
     endpoint: &str,
     acceptor: SharedAcceptor,
     wrapper: WrapperChain,
+    settings: Settings,
 ) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
     let manager = get_manager(proto, endpoint)?;
+    if let Some(config) = settings.config {
+        manager.set_config(config);
+    }
+    if let Some(udp) = settings.udp {
+        manager.set_udp_config(udp);
+    }
     manager.set_spawner(match executor {
         Executor::AsyncStd => Spawner::new(|task| {
             async_std::task::spawn(task);
@@ -67,14 +75,22 @@ mod on_async_std {
     pub struct AsyncStd;
 
     impl tendril_driver_suite::Driver for AsyncStd {
-        fn start(
+        fn start_with(
             &self,
             proto: &str,
             endpoint: &str,
             acceptor: SharedAcceptor,
             wrapper: WrapperChain,
+            settings: Settings,
         ) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
-            start(Executor::AsyncStd, proto, endpoint, acceptor, wrapper)
+            start(
+                Executor::AsyncStd,
+                proto,
+                endpoint,
+                acceptor,
+                wrapper,
+                settings,
+            )
         }
     }
 
@@ -88,14 +104,15 @@ mod on_smol {
     pub struct Smol;
 
     impl tendril_driver_suite::Driver for Smol {
-        fn start(
+        fn start_with(
             &self,
             proto: &str,
             endpoint: &str,
             acceptor: SharedAcceptor,
             wrapper: WrapperChain,
+            settings: Settings,
         ) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
-            start(Executor::Smol, proto, endpoint, acceptor, wrapper)
+            start(Executor::Smol, proto, endpoint, acceptor, wrapper, settings)
         }
     }
 

@@ -66,6 +66,8 @@ pub struct Context {
     stop_timeout: Mutex<Duration>,
     stop_serial: Mutex<()>,
     config: Mutex<Config>,
+    /// The peer-table settings of UDP sockets (`None`: derived from `config`).
+    udp_config: Mutex<Option<tendril_core::tracker::TrackerConfig>>,
     pub(crate) framers: Mutex<FramerFactory>,
     accepted_wrapper: Mutex<WrapperChain>,
     pub(crate) udp: Mutex<crate::udp::Sockets>,
@@ -112,6 +114,7 @@ impl Context {
             stop_timeout: Mutex::new(Duration::from_secs(5)),
             stop_serial: Mutex::new(()),
             config: Mutex::new(Config::default()),
+            udp_config: Mutex::new(None),
             framers: Mutex::new(tendril_net::identity_framers()),
             accepted_wrapper: Mutex::new(WrapperChain::new()),
             udp: Mutex::default(),
@@ -166,6 +169,11 @@ impl Context {
     /// [`is_stopping`](Self::is_stopping) and ends.
     pub fn on_stop(&self, hook: impl FnOnce() + Send + 'static) {
         lock(&self.stop_hooks).push(Box::new(hook));
+    }
+
+    /// The tracker settings of a UDP socket bound now.
+    pub(crate) fn tracker_config(&self) -> tendril_core::tracker::TrackerConfig {
+        tendril_net::tracker_config(*lock(&self.config), *lock(&self.udp_config))
     }
 
     /// A new tendril with the manager's framers and configuration.
@@ -325,10 +333,30 @@ impl Manager {
         &self.endpoint
     }
 
-    /// Set the configuration of new tendrils. UDP sockets bound after this use it for their
-    /// peers too; a peer's idle timeout is the configured one, or the tracker's 60 s.
+    /// Set the configuration of new tendrils: stream connections, and the peers of UDP sockets
+    /// bound after this.
     pub fn set_config(&self, config: Config) {
         *lock(&self.ctx.config) = config;
+    }
+
+    /// Set the peer-table settings of UDP sockets bound after this: idle timeout, maximum
+    /// peers, how long and how many rejections are remembered (see
+    /// [`tendril_net::tracker_config`]; each peer's connection settings stay those of
+    /// [`set_config`](Self::set_config)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tendril_core::tracker::TrackerConfig;
+    ///
+    /// let manager = tendril_blocking::get_manager("udp", "127.0.0.1:0")?;
+    /// let mut udp = TrackerConfig::default();
+    /// udp.idle_timeout = Duration::from_secs(30);
+    /// udp.max_peers = 10_000;
+    /// manager.set_udp_config(udp);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn set_udp_config(&self, udp: tendril_core::tracker::TrackerConfig) {
+        *lock(&self.ctx.udp_config) = Some(udp);
     }
 
     /// Set the framers new tendrils start with (default: `Identity` both ways). The acceptor can

@@ -15,7 +15,7 @@ use crate::manager::{lock, BoxApp, Context, SharedAcceptor};
 use crate::readiness::Readiness;
 use crate::registry::Transport;
 use crate::TendrilHandle;
-use tendril_net::command::Waiting;
+use tendril_net::command::PendingSends;
 
 /// The longest a write to a peer that does not read holds a connection's thread before it
 /// looks at commands and timers again (the socket's send timeout).
@@ -92,7 +92,7 @@ pub fn spawn_stream(
         _tx: tx,
         readiness: None,
         readable: false,
-        waiting: Waiting::default(),
+        waiting: PendingSends::default(),
         handle: handle.clone(),
     };
     match readiness {
@@ -125,7 +125,7 @@ struct Conn {
     /// The readiness helper reported the socket readable and it was not read yet.
     readable: bool,
     /// Frames from handles that wait for room in the outgoing queue.
-    waiting: Waiting,
+    waiting: PendingSends,
     handle: TendrilHandle,
 }
 

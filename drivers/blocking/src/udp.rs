@@ -8,7 +8,7 @@ use std::net::{Shutdown, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
-use tendril_core::tracker::{ConnId, Tracker, TrackerConfig, TrackerEvent};
+use tendril_core::tracker::{ConnId, Tracker, TrackerEvent};
 use tendril_core::{Addr, Proto, Reject, Tendril};
 use tendril_net::{Outbox, UdpIo, WrapperChain, MAX_DATAGRAM};
 
@@ -75,11 +75,7 @@ fn bind(
     let local = io.local_addr();
     let socket = Arc::new(socket);
     let (tx, rx) = mpsc::channel();
-    let mut config = TrackerConfig::default();
-    config.connection = ctx.config();
-    if let Some(idle) = config.connection.idle_timeout {
-        config.idle_timeout = idle;
-    }
+    let config = ctx.tracker_config();
     let tracker: Tracker<Bytes, Bytes, BoxApp> = Tracker::new(
         ctx.proto,
         config,

@@ -3,6 +3,7 @@
 use std::io;
 use tendril_blocking::{get_manager, Manager};
 use tendril_core::Addr;
+use tendril_driver_suite::Settings;
 use tendril_net::{lock, SharedAcceptor, WrapperChain};
 
 /// Plain threads: nothing to set up.
@@ -10,14 +11,21 @@ use tendril_net::{lock, SharedAcceptor, WrapperChain};
 struct Blocking;
 
 impl tendril_driver_suite::Driver for Blocking {
-    fn start(
+    fn start_with(
         &self,
         proto: &str,
         endpoint: &str,
         acceptor: SharedAcceptor,
         wrapper: WrapperChain,
+        settings: Settings,
     ) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
         let manager = get_manager(proto, endpoint)?;
+        if let Some(config) = settings.config {
+            manager.set_config(config);
+        }
+        if let Some(udp) = settings.udp {
+            manager.set_udp_config(udp);
+        }
         manager.start(move |t| (lock(&acceptor))(t), wrapper)?;
         Ok(Box::new(Running(manager)))
     }

@@ -11,21 +11,44 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tendril_core::tracker::TrackerConfig;
 use tendril_core::{
-    Addr, AppError, Application, Chunk, CloseReason, LengthPrefixed, Line, Reject, Tendril,
+    Addr, AppError, Application, Chunk, CloseReason, Config, LengthPrefixed, Line, Reject, Tendril,
 };
 use tendril_net::{acceptor, SharedAcceptor, WrapperChain};
 
+/// Manager settings a scenario asks for; `None` leaves the manager's defaults.
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct Settings {
+    /// For the manager's `set_config`.
+    pub config: Option<Config>,
+    /// For the manager's `set_udp_config`.
+    pub udp: Option<TrackerConfig>,
+}
+
 /// A driver under test.
 pub trait Driver {
-    /// Start a manager for `proto` on `endpoint` with `acceptor`.
+    /// Start a manager for `proto` on `endpoint` with `acceptor`, after applying `settings`.
+    fn start_with(
+        &self,
+        proto: &str,
+        endpoint: &str,
+        acceptor: SharedAcceptor,
+        wrapper: WrapperChain,
+        settings: Settings,
+    ) -> io::Result<Box<dyn Server>>;
+
+    /// Start a manager with the default settings.
     fn start(
         &self,
         proto: &str,
         endpoint: &str,
         acceptor: SharedAcceptor,
         wrapper: WrapperChain,
-    ) -> io::Result<Box<dyn Server>>;
+    ) -> io::Result<Box<dyn Server>> {
+        self.start_with(proto, endpoint, acceptor, wrapper, Settings::default())
+    }
 }
 
 /// A running manager.
@@ -146,6 +169,46 @@ pub fn udp_echo(driver: &dyn Driver) {
             assert_eq!(&buf[..n], msg);
         }
         assert_eq!(server.tendril_count(), 1);
+        server.stop();
+    }
+}
+
+/// The manager's settings reach its UDP peers: a peer that goes quiet is closed after the idle
+/// timeout of `set_config` (the connection settings) and, when one is set, of `set_udp_config`
+/// (the peer table's own), not after the table's default minute.
+pub fn udp_peers_take_the_managers_settings(driver: &dyn Driver) {
+    let short = Duration::from_millis(200);
+    let mut config = Config::default();
+    config.idle_timeout = Some(short);
+    let mut udp = TrackerConfig::default();
+    udp.idle_timeout = short;
+    let by_config = Settings {
+        config: Some(config),
+        ..Settings::default()
+    };
+    let by_udp_config = Settings {
+        udp: Some(udp),
+        ..Settings::default()
+    };
+    for (name, settings) in [("set_config", by_config), ("set_udp_config", by_udp_config)] {
+        let (acceptor, closes) = echo(|_| {}, false);
+        let server = driver
+            .start_with(
+                "udp",
+                "127.0.0.1:0",
+                acceptor,
+                WrapperChain::new(),
+                settings,
+            )
+            .unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_read_timeout(Some(WAIT)).unwrap();
+        client.connect(ip(&*server)).unwrap();
+        client.send(b"ping").unwrap();
+        let mut buf = [0; 16];
+        let n = client.recv(&mut buf).expect("a reply datagram");
+        assert_eq!(&buf[..n], b"ping");
+        assert_eq!(next_close(&closes), "idle timeout", "through {name}");
         server.stop();
     }
 }
@@ -645,6 +708,10 @@ macro_rules! driver_suite {
         #[test]
         fn suite_busy_connection_reads_more_at_a_time() {
             $crate::busy_connection_reads_more_at_a_time(&suite_driver());
+        }
+        #[test]
+        fn suite_udp_peers_take_the_managers_settings() {
+            $crate::udp_peers_take_the_managers_settings(&suite_driver());
         }
         #[test]
         fn suite_udp_bursts_from_several_peers() {

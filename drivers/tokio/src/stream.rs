@@ -17,7 +17,7 @@ use crate::handle::{Command, Route};
 use crate::manager::{lock, BoxApp, Context, SharedAcceptor};
 use crate::registry::Transport;
 use crate::TendrilHandle;
-use tendril_net::command::Waiting;
+use tendril_net::command::PendingSends;
 
 /// Run a connected byte stream as a tendril: make the tendril, ask `acceptor`, and spawn the
 /// connection's task. Transports call this for each accepted or connected socket; it is public
@@ -60,7 +60,7 @@ async fn run<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut waiting = Waiting::default();
+    let mut waiting = PendingSends::default();
     let mut commands_open = true;
     let sleep = tokio::time::sleep_until(ctx.epoch);
     tokio::pin!(sleep);

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tendril_core::tracker::{ConnId, Tracker, TrackerConfig, TrackerEvent};
+use tendril_core::tracker::{ConnId, Tracker, TrackerEvent};
 use tendril_core::{Addr, Proto, Reject, Tendril};
 use tendril_net::{Outbox, UdpIo, WrapperChain};
 use tokio::io::Interest;
@@ -66,7 +66,7 @@ fn bind(
     let (connect_tx, connect_rx) = mpsc::unbounded_channel();
     sockets(ctx).by_family.push((local.is_ipv4(), connect_tx));
     let (peer_tx, peer_rx) = mpsc::unbounded_channel();
-    let config = TrackerConfig::default();
+    let config = ctx.tracker_config();
     let task_ctx = ctx.clone();
     let accept = acceptor.clone();
     let tracker: Tracker<Bytes, Bytes, BoxApp> = Tracker::new(

@@ -2,6 +2,7 @@
 
 use std::io;
 use tendril_core::Addr;
+use tendril_driver_suite::Settings;
 use tendril_net::{lock, SharedAcceptor, WrapperChain};
 use tendril_tokio::{get_manager, Manager};
 
@@ -15,18 +16,20 @@ struct Running {
 }
 
 impl tendril_driver_suite::Driver for Tokio {
-    fn start(
+    fn start_with(
         &self,
         proto: &str,
         endpoint: &str,
         acceptor: SharedAcceptor,
         wrapper: WrapperChain,
+        settings: Settings,
     ) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()?;
         let manager = get_manager(proto, endpoint)?;
+        apply(&manager, settings);
         runtime.block_on(manager.start(move |t| (lock(&acceptor))(t), wrapper))?;
         Ok(Box::new(Running { runtime, manager }))
     }
@@ -43,6 +46,15 @@ impl tendril_driver_suite::Server for Running {
 
     fn stop(self: Box<Self>) {
         self.runtime.block_on(self.manager.stop());
+    }
+}
+
+fn apply(manager: &Manager, settings: Settings) {
+    if let Some(config) = settings.config {
+        manager.set_config(config);
+    }
+    if let Some(udp) = settings.udp {
+        manager.set_udp_config(udp);
     }
 }
 
