@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::io;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tendril_core::{Addr, Application, BoxFramer, Config, Proto, Reject, Tendril};
@@ -22,7 +21,7 @@ pub(crate) use tendril_net::lock;
 pub struct Context {
     pub(crate) proto: Proto,
     pub(crate) epoch: Instant,
-    running: AtomicBool,
+    life: tendril_net::Lifecycle,
     local: Mutex<Option<Addr>>,
     /// Live tendrils by handle identity: several may share an address pair (unnamed Unix peers).
     tendrils: LiveTendrils<TendrilHandle>,
@@ -41,7 +40,7 @@ impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
             .field("proto", &self.proto)
-            .field("running", &self.running.load(Ordering::Relaxed))
+            .field("running", &self.life.is_running())
             .finish_non_exhaustive()
     }
 }
@@ -51,7 +50,7 @@ impl Context {
         Context {
             proto,
             epoch: Instant::now(),
-            running: AtomicBool::new(false),
+            life: tendril_net::Lifecycle::default(),
             local: Mutex::new(None),
             tendrils: LiveTendrils::default(),
             cancel: Cancellation::default(),
@@ -113,7 +112,7 @@ impl Context {
         self.tendrils.insert(handle);
         // Accepted while `stop()` was closing the others (it fires `cancel` before it takes its
         // list): close this one too, or `stop()` would wait for it until its timeout.
-        if self.cancel.is_cancelled() {
+        if self.life.is_stopped() {
             handle.close();
         }
     }
@@ -271,24 +270,7 @@ impl Manager {
         A: Application + Send + 'static,
         F: FnMut(&mut Tendril) -> Result<A, Reject> + Send + 'static,
     {
-        if self.endpoint.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "this manager has no endpoint to listen on",
-            ));
-        }
-        if self.ctx.cancel.is_cancelled() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "this manager was stopped; make a new one with get_manager",
-            ));
-        }
-        if self.ctx.running.swap(true, Ordering::AcqRel) {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "the manager is already running",
-            ));
-        }
+        self.ctx.life.begin_start(&self.endpoint)?;
         let result = self
             .transport
             .listen(
@@ -304,7 +286,7 @@ impl Manager {
                 Ok(())
             }
             Err(e) => {
-                self.ctx.running.store(false, Ordering::Release);
+                self.ctx.life.start_failed();
                 Err(e)
             }
         }
@@ -323,12 +305,7 @@ impl Manager {
         A: Application + Send + 'static,
         F: FnMut(&mut Tendril) -> Result<A, Reject> + Send + 'static,
     {
-        if self.ctx.cancel.is_cancelled() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "this manager was stopped; make a new one with get_manager",
-            ));
-        }
+        self.ctx.life.check_connect()?;
         self.transport
             .connect(
                 self.ctx.clone(),
@@ -342,7 +319,7 @@ impl Manager {
 
     /// `true` between `start` and `stop`.
     pub fn running(&self) -> bool {
-        self.ctx.running.load(Ordering::Acquire)
+        self.ctx.life.is_running()
     }
 
     /// The bound address, once `start` returned.
@@ -363,7 +340,7 @@ impl Manager {
     /// Stop: close the listener, close every tendril gracefully, abort those still open after
     /// the stop timeout, and wait until each application's `closed` has run.
     pub async fn stop(&self) {
-        self.ctx.running.store(false, Ordering::Release);
+        self.ctx.life.stop();
         self.ctx.cancel.cancel();
         for handle in self.ctx.handles() {
             handle.close();

@@ -4,7 +4,8 @@
 use std::io;
 use tendril_async_std::{get_manager, Manager, Spawner};
 use tendril_core::Addr;
-use tendril_driver_suite::Settings;
+use tendril_core::Tendril;
+use tendril_driver_suite::{Settings, Silent};
 use tendril_net::{lock, SharedAcceptor, WrapperChain};
 
 /// Which executor runs the manager's tasks.
@@ -65,6 +66,17 @@ impl tendril_driver_suite::Server for Running {
 
     fn stop(self: Box<Self>) {
         block_on(self.executor, self.manager.stop());
+    }
+
+    fn stop_then_try_again(self: Box<Self>, target: &str) -> [io::Result<()>; 2] {
+        let manager = &self.manager;
+        block_on(self.executor, async {
+            manager.stop().await;
+            let silent = |_: &mut Tendril| Ok(Silent);
+            let start = manager.start(silent, WrapperChain::new()).await;
+            let connect = manager.connect(target, silent, WrapperChain::new()).await;
+            [start, connect.map(drop)]
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -55,7 +55,7 @@ pub struct Context {
     pub(crate) proto: Proto,
     epoch: Instant,
     id: u64,
-    running: AtomicBool,
+    life: tendril_net::Lifecycle,
     stop_state: AtomicU8,
     local: Mutex<Option<Addr>>,
     tendrils: Mutex<Tendrils>,
@@ -77,7 +77,7 @@ impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
             .field("proto", &self.proto)
-            .field("running", &self.running.load(Ordering::Relaxed))
+            .field("running", &self.life.is_running())
             .field("threads", &*lock(&self.live))
             .finish_non_exhaustive()
     }
@@ -103,7 +103,7 @@ impl Context {
             proto,
             epoch: Instant::now(),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            running: AtomicBool::new(false),
+            life: tendril_net::Lifecycle::default(),
             stop_state: AtomicU8::new(IDLE),
             local: Mutex::new(None),
             tendrils: Mutex::default(),
@@ -380,24 +380,13 @@ impl Manager {
 
     /// Bind the endpoint and accept connections (or, for datagrams, peers) with `acceptor`.
     /// `wrapper` runs on the listening socket before it binds. Returns once bound, so
-    /// [`local_addr`](Self::local_addr) is known.
+    /// [`local_addr`](Self::local_addr) is known. A stopped manager does not start again.
     pub fn start<A, F>(&self, acceptor: F, wrapper: WrapperChain) -> io::Result<()>
     where
         A: Application + Send + 'static,
         F: FnMut(&mut Tendril) -> Result<A, Reject> + Send + 'static,
     {
-        if self.endpoint.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "this manager has no endpoint to listen on; make it with get_manager(proto, \"host:port\")",
-            ));
-        }
-        if self.ctx.running.swap(true, Ordering::AcqRel) {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "the manager is already running; stop() it first",
-            ));
-        }
+        self.ctx.life.begin_start(&self.endpoint)?;
         let result = self.transport.listen(
             self.ctx.clone(),
             self.endpoint.clone(),
@@ -410,7 +399,7 @@ impl Manager {
                 Ok(())
             }
             Err(e) => {
-                self.ctx.running.store(false, Ordering::Release);
+                self.ctx.life.start_failed();
                 Err(e)
             }
         }
@@ -419,6 +408,7 @@ impl Manager {
     /// Connect to `target` (`"host:port"` or a path) and return once connected; `acceptor` makes
     /// the application for the new tendril, `wrapper` runs on the outgoing socket before it
     /// connects. A TCP name that resolves to several addresses is tried address by address.
+    /// A stopped manager does not connect.
     pub fn connect<A, F>(
         &self,
         target: &str,
@@ -429,6 +419,7 @@ impl Manager {
         A: Application + Send + 'static,
         F: FnMut(&mut Tendril) -> Result<A, Reject> + Send + 'static,
     {
+        self.ctx.life.check_connect()?;
         self.transport.connect(
             self.ctx.clone(),
             self.endpoint.clone(),
@@ -440,7 +431,7 @@ impl Manager {
 
     /// `true` between `start` and `stop`.
     pub fn running(&self) -> bool {
-        self.ctx.running.load(Ordering::Acquire)
+        self.ctx.life.is_running()
     }
 
     /// The bound address, once `start` returned.
@@ -495,7 +486,7 @@ impl Manager {
             return;
         }
         let _serial = lock(&self.ctx.stop_serial);
-        self.ctx.running.store(false, Ordering::Release);
+        self.ctx.life.stop();
         self.ctx.stop_state.store(CLOSING, Ordering::Release);
         let hooks = std::mem::take(&mut *lock(&self.ctx.stop_hooks));
         for hook in hooks {

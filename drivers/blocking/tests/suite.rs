@@ -3,7 +3,8 @@
 use std::io;
 use tendril_blocking::{get_manager, Manager};
 use tendril_core::Addr;
-use tendril_driver_suite::Settings;
+use tendril_core::Tendril;
+use tendril_driver_suite::{Settings, Silent};
 use tendril_net::{lock, SharedAcceptor, WrapperChain};
 
 /// Plain threads: nothing to set up.
@@ -45,6 +46,14 @@ impl tendril_driver_suite::Server for Running {
 
     fn stop(self: Box<Self>) {
         self.0.stop();
+    }
+
+    fn stop_then_try_again(self: Box<Self>, target: &str) -> [io::Result<()>; 2] {
+        self.0.stop();
+        let silent = |_: &mut Tendril| Ok(Silent);
+        let start = self.0.start(silent, WrapperChain::new());
+        let connect = self.0.connect(target, silent, WrapperChain::new());
+        [start, connect.map(drop)]
     }
 }
 

@@ -59,6 +59,19 @@ pub trait Server {
     fn tendril_count(&self) -> usize;
     /// Stop, returning once every application's `closed` has run.
     fn stop(self: Box<Self>);
+    /// Stop, then try to `start` the manager again (with [`Silent`]) and to `connect` from it
+    /// to `target`: the two results, in that order.
+    fn stop_then_try_again(self: Box<Self>, target: &str) -> [io::Result<()>; 2];
+}
+
+/// An application that ignores its frames.
+#[derive(Debug, Default)]
+pub struct Silent;
+
+impl Application for Silent {
+    fn recv_frame(&mut self, _: &mut Tendril, _: Bytes) -> Result<(), AppError> {
+        Ok(())
+    }
 }
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -210,6 +223,31 @@ pub fn udp_peers_take_the_managers_settings(driver: &dyn Driver) {
         assert_eq!(&buf[..n], b"ping");
         assert_eq!(next_close(&closes), "idle timeout", "through {name}");
         server.stop();
+    }
+}
+
+/// A stopped manager stays stopped: `start` and `connect` after `stop` are refused with an error
+/// that says so, since nothing would stop what they began.
+pub fn start_or_connect_after_stop_is_refused(driver: &dyn Driver) {
+    let tcp_peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let udp_peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let targets = [
+        ("tcp", tcp_peer.local_addr().unwrap()),
+        ("udp", udp_peer.local_addr().unwrap()),
+    ];
+    for (proto, target) in targets {
+        let (acceptor, _closes) = echo(lines, false);
+        let server = driver
+            .start(proto, "127.0.0.1:0", acceptor, WrapperChain::new())
+            .unwrap();
+        let [start, connect] = server.stop_then_try_again(&target.to_string());
+        for (call, result) in [("start", start), ("connect", connect)] {
+            let error = match result {
+                Ok(()) => panic!("{proto}: {call} after stop was not refused"),
+                Err(e) => e.to_string(),
+            };
+            assert!(error.contains("stopped"), "{proto}: {call}: {error}");
+        }
     }
 }
 
@@ -712,6 +750,10 @@ macro_rules! driver_suite {
         #[test]
         fn suite_udp_peers_take_the_managers_settings() {
             $crate::udp_peers_take_the_managers_settings(&suite_driver());
+        }
+        #[test]
+        fn suite_start_or_connect_after_stop_is_refused() {
+            $crate::start_or_connect_after_stop_is_refused(&suite_driver());
         }
         #[test]
         fn suite_udp_bursts_from_several_peers() {

@@ -1,7 +1,6 @@
 //! Managers: one per protocol and endpoint.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tendril_core::{Addr, Application, BoxFramer, Config, Proto, Reject, Tendril};
@@ -20,7 +19,7 @@ pub use tendril_net::{acceptor, Acceptor, BoxApp, FramerFactory, SharedAcceptor}
 pub struct Context {
     pub(crate) proto: Proto,
     pub(crate) epoch: Instant,
-    running: AtomicBool,
+    life: tendril_net::Lifecycle,
     local: Mutex<Option<Addr>>,
     /// Live tendrils by handle identity: several may share an address pair (unnamed Unix peers).
     tendrils: LiveTendrils<TendrilHandle>,
@@ -38,7 +37,7 @@ impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
             .field("proto", &self.proto)
-            .field("running", &self.running.load(Ordering::Relaxed))
+            .field("running", &self.life.is_running())
             .finish_non_exhaustive()
     }
 }
@@ -48,7 +47,7 @@ impl Context {
         Context {
             proto,
             epoch: Instant::now(),
-            running: AtomicBool::new(false),
+            life: tendril_net::Lifecycle::default(),
             local: Mutex::new(None),
             tendrils: LiveTendrils::default(),
             cancel: CancellationToken::new(),
@@ -105,6 +104,12 @@ impl Context {
 
     pub(crate) fn register(&self, handle: &TendrilHandle) {
         self.tendrils.insert(handle);
+        // Accepted while `stop()` was closing the others (it marks the manager stopped before
+        // it takes its list): close this one too, or `stop()` would wait for it until its
+        // timeout.
+        if self.life.is_stopped() {
+            handle.close();
+        }
     }
 
     pub(crate) fn unregister(&self, handle: &TendrilHandle) {
@@ -245,24 +250,13 @@ impl Manager {
 
     /// Bind the endpoint and accept connections (or, for datagrams, peers) with `acceptor`.
     /// `wrapper` runs on the listening socket before it binds. Returns once bound, so
-    /// [`local_addr`](Self::local_addr) is known.
+    /// [`local_addr`](Self::local_addr) is known. A stopped manager does not start again.
     pub async fn start<A, F>(&self, acceptor: F, wrapper: WrapperChain) -> io::Result<()>
     where
         A: Application + Send + 'static,
         F: FnMut(&mut Tendril) -> Result<A, Reject> + Send + 'static,
     {
-        if self.endpoint.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "this manager has no endpoint to listen on",
-            ));
-        }
-        if self.ctx.running.swap(true, Ordering::AcqRel) {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "the manager is already running",
-            ));
-        }
+        self.ctx.life.begin_start(&self.endpoint)?;
         let result = self
             .transport
             .listen(
@@ -278,14 +272,15 @@ impl Manager {
                 Ok(())
             }
             Err(e) => {
-                self.ctx.running.store(false, Ordering::Release);
+                self.ctx.life.start_failed();
                 Err(e)
             }
         }
     }
 
     /// Connect to `target` (`"host:port"` or a path); `acceptor` makes the application for the
-    /// new tendril, `wrapper` runs on the outgoing socket before it connects.
+    /// new tendril, `wrapper` runs on the outgoing socket before it connects. A stopped
+    /// manager does not connect.
     pub async fn connect<A, F>(
         &self,
         target: &str,
@@ -296,6 +291,7 @@ impl Manager {
         A: Application + Send + 'static,
         F: FnMut(&mut Tendril) -> Result<A, Reject> + Send + 'static,
     {
+        self.ctx.life.check_connect()?;
         self.transport
             .connect(
                 self.ctx.clone(),
@@ -309,7 +305,7 @@ impl Manager {
 
     /// `true` between `start` and `stop`.
     pub fn running(&self) -> bool {
-        self.ctx.running.load(Ordering::Acquire)
+        self.ctx.life.is_running()
     }
 
     /// The bound address, once `start` returned.
@@ -330,7 +326,7 @@ impl Manager {
     /// Stop: close the listener, close every tendril gracefully, abort those still open after
     /// the stop timeout, and wait until each application's `closed` has run.
     pub async fn stop(&self) {
-        self.ctx.running.store(false, Ordering::Release);
+        self.ctx.life.stop();
         self.ctx.cancel.cancel();
         for handle in self.ctx.handles() {
             handle.close();

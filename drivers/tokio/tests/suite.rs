@@ -2,7 +2,8 @@
 
 use std::io;
 use tendril_core::Addr;
-use tendril_driver_suite::Settings;
+use tendril_core::Tendril;
+use tendril_driver_suite::{Settings, Silent};
 use tendril_net::{lock, SharedAcceptor, WrapperChain};
 use tendril_tokio::{get_manager, Manager};
 
@@ -46,6 +47,17 @@ impl tendril_driver_suite::Server for Running {
 
     fn stop(self: Box<Self>) {
         self.runtime.block_on(self.manager.stop());
+    }
+
+    fn stop_then_try_again(self: Box<Self>, target: &str) -> [io::Result<()>; 2] {
+        let manager = &self.manager;
+        self.runtime.block_on(async {
+            manager.stop().await;
+            let silent = |_: &mut Tendril| Ok(Silent);
+            let start = manager.start(silent, WrapperChain::new()).await;
+            let connect = manager.connect(target, silent, WrapperChain::new()).await;
+            [start, connect.map(drop)]
+        })
     }
 }
 
