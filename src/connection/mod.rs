@@ -48,6 +48,9 @@ pub enum CloseReason {
     Io(String),
     /// The application's `recv_frame` returned an error.
     Application(AppError),
+    /// An application callback panicked; the driver caught it, with the panic's message (see
+    /// [`Tendril::abort_after_panic`]).
+    Panicked(String),
     /// The tracker evicted this peer to make room (datagram protocols).
     Evicted,
 }
@@ -75,6 +78,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Layer(e) => write!(f, "{e}"),
             CloseReason::Io(e) => write!(f, "I/O error: {e}"),
             CloseReason::Application(e) => write!(f, "application error: {e}"),
+            CloseReason::Panicked(message) => write!(f, "the application panicked: {message}"),
             CloseReason::Evicted => f.write_str("evicted from the connection table"),
         }
     }
@@ -883,6 +887,22 @@ impl<In, Out> Tendril<In, Out> {
     /// Close at once, dropping everything queued ([`CloseReason::Aborted`]).
     pub fn abort(&mut self) {
         self.fail(CloseReason::Aborted);
+    }
+
+    /// Close at once because an application callback panicked: what a driver does when it
+    /// catches the panic, so only this connection ends. Queued bytes are dropped and the close
+    /// reason is [`CloseReason::Panicked`] with `message`.
+    ///
+    /// ```
+    /// use tendril_core::{CloseReason, Line, Proto, Tendril};
+    ///
+    /// let mut t: Tendril = Tendril::new(Proto::TCP, Line::crlf(), Line::crlf());
+    /// t.abort_after_panic("index out of bounds");
+    /// assert!(matches!(t.poll_event(), Some(tendril_core::Event::Closed(CloseReason::Panicked(_)))));
+    /// assert!(t.is_closed());
+    /// ```
+    pub fn abort_after_panic(&mut self, message: impl Into<String>) {
+        self.fail(CloseReason::Panicked(message.into()));
     }
 
     /// Set (or clear) the application's timer; [`Application::timer`] runs when it expires.

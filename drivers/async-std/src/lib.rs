@@ -60,7 +60,6 @@
 
 mod framed;
 mod handle;
-mod logged;
 mod manager;
 mod registry;
 mod spawn;

@@ -19,8 +19,7 @@ use tendril_net::WrapperChain;
 use tracing::Instrument;
 
 use crate::handle::{Command, Route};
-use crate::logged::Logged;
-use crate::manager::{lock, Context, SharedAcceptor};
+use crate::manager::{lock, BoxApp, Context, SharedAcceptor};
 use crate::registry::Transport;
 use crate::TendrilHandle;
 use tendril_net::command::PendingSends;
@@ -157,7 +156,7 @@ where
     ctx.spawn(
         async move {
             tracing::debug!("opened");
-            run(&guard.ctx, stream, tendril, Logged(app), rx).await;
+            run(&guard.ctx, stream, tendril, app, rx).await;
             drop(guard);
         }
         .instrument(span),
@@ -209,7 +208,7 @@ async fn run<S>(
     ctx: &Context,
     mut stream: S,
     mut tendril: Tendril,
-    mut app: Logged,
+    mut app: BoxApp,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,

@@ -19,8 +19,7 @@ use tendril_net::{Outbox, UdpIo, WrapperChain};
 use tracing::Instrument;
 
 use crate::handle::{Command, Route};
-use crate::logged::Logged;
-use crate::manager::{lock, Context, SharedAcceptor};
+use crate::manager::{lock, BoxApp, Context, SharedAcceptor};
 use crate::registry::Transport;
 use crate::stream::resolve;
 use crate::TendrilHandle;
@@ -63,12 +62,12 @@ fn bind(
     sockets(ctx).by_family.push((local.is_ipv4(), connect_tx));
     let (peer_tx, peer_rx) = mpsc::unbounded();
     let framers_ctx = ctx.clone();
-    let tracker: Tracker<Bytes, Bytes, Logged> = Tracker::new(
+    let tracker: Tracker<Bytes, Bytes, BoxApp> = Tracker::new(
         ctx.proto,
         ctx.tracker_config(),
         move || (lock(&framers_ctx.framers))(),
         move |t: &mut Tendril| match &acceptor {
-            Some(acceptor) => (lock(acceptor))(t).map(Logged),
+            Some(acceptor) => (lock(acceptor))(t),
             None => Err(Reject::new(
                 "this socket only talks to peers it connected to",
             )),
@@ -92,7 +91,7 @@ struct SocketTask {
     ctx: Arc<Context>,
     socket: Async<UdpSocket>,
     io: UdpIo,
-    tracker: Tracker<Bytes, Bytes, Logged>,
+    tracker: Tracker<Bytes, Bytes, BoxApp>,
     peer_tx: mpsc::UnboundedSender<(ConnId, Command)>,
     handles: HashMap<ConnId, TendrilHandle>,
     outbox: Outbox,
@@ -243,9 +242,8 @@ impl SocketTask {
         let acceptor = connect.acceptor;
         let id = match self
             .tracker
-            .connect(now, local.clone(), remote.clone(), |t| {
-                (lock(&acceptor))(t).map(Logged)
-            }) {
+            .connect(now, local.clone(), remote.clone(), |t| (lock(&acceptor))(t))
+        {
             Ok(id) => id,
             Err(reason) => {
                 tracing::info!(%remote, %reason, "connect rejected by the acceptor");

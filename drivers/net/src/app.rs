@@ -4,6 +4,8 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use tendril_core::{Application, BoxFramer, Framer, Identity, Reject, Tendril};
 
+use crate::Isolated;
+
 /// A boxed application, as managers keep them.
 pub type BoxApp = Box<dyn Application + Send>;
 
@@ -13,14 +15,16 @@ pub type Acceptor = Box<dyn FnMut(&mut Tendril) -> Result<BoxApp, Reject> + Send
 /// The acceptor as a manager's listener and connect calls share it.
 pub type SharedAcceptor = Arc<Mutex<Acceptor>>;
 
-/// Turn a typed acceptor closure into the shared, type-erased form.
+/// Turn a typed acceptor closure into the shared, type-erased form. Its panics, and those of
+/// the applications it makes, end only their own tendril ([`Isolated`]).
 pub fn acceptor<A, F>(mut f: F) -> SharedAcceptor
 where
     A: Application + Send + 'static,
     F: FnMut(&mut Tendril) -> Result<A, Reject> + Send + 'static,
 {
     Arc::new(Mutex::new(Box::new(move |t: &mut Tendril| {
-        f(t).map(|app| Box::new(app) as BoxApp)
+        crate::accept_isolated(t, &mut f)
+            .map(|app| Box::new(Isolated::new(Box::new(app))) as BoxApp)
     })))
 }
 

@@ -9,6 +9,7 @@
 //! | `stream` | read growth of busy stream connections ([`grow_reads`]) |
 //! | [`command`] | what handles ask of a connection, and the [`PendingSends`](command::PendingSends) |
 //! | [`live`] | a manager's table of live tendrils |
+//! | `isolated` | panic isolation: a panicking application ends only its own tendril ([`Isolated`]) |
 //! | `lifecycle` | the stop rules: start once, nothing after stop ([`Lifecycle`]) |
 //! | [`framed`] | the receiving half of a framed `Stream` |
 //! | `tracker_settings` | the peer-table settings of a manager's UDP sockets ([`tracker_config`]) |
@@ -36,6 +37,7 @@ mod app;
 pub mod command;
 mod datagram;
 pub mod framed;
+mod isolated;
 mod lifecycle;
 pub mod live;
 mod socket;
@@ -44,6 +46,7 @@ mod tracker_settings;
 
 pub use app::{acceptor, identity_framers, lock, Acceptor, BoxApp, FramerFactory, SharedAcceptor};
 pub use datagram::{Outbox, Received, UdpIo, MAX_DATAGRAM, RECV_BATCH};
+pub use isolated::{accept_isolated, panic_message, Isolated};
 pub use lifecycle::Lifecycle;
 pub use socket::{
     options, resolve, tcp_connect_socket, tcp_listener, udp_socket, SocketWrapper, WrapperChain,

@@ -79,7 +79,7 @@ const WAIT: Duration = Duration::from_secs(10);
 /// Close reasons, delivered as they happen.
 type Closes = mpsc::Receiver<String>;
 
-/// Echoes frames (QUIT closes), reports closes; `switch` makes DATA switch to `Chunk(5)`.
+/// Echoes frames (QUIT closes, PANIC panics), reports closes; `switch` makes DATA switch to `Chunk(5)`.
 struct Echo {
     closes: mpsc::Sender<String>,
     switch: bool,
@@ -91,6 +91,9 @@ impl Application for Echo {
         if frame == "QUIT" {
             t.close();
             return Ok(());
+        }
+        if frame == "PANIC" {
+            panic!("told to panic");
         }
         if self.switch && frame == "DATA" {
             t.set_recv_framer(Chunk::new(5));
@@ -249,6 +252,55 @@ pub fn start_or_connect_after_stop_is_refused(driver: &dyn Driver) {
             assert!(error.contains("stopped"), "{proto}: {call}: {error}");
         }
     }
+}
+
+/// An application that panics ends only its own tendril, with a close reason that carries the
+/// panic's message: over TCP the peer is disconnected while a second connection goes on; over
+/// UDP a second peer of the same socket goes on, and so does the panicking peer's next
+/// datagram, which meets a fresh application.
+pub fn a_panicking_application_ends_only_its_tendril(driver: &dyn Driver) {
+    let (acceptor, closes) = echo(lines, false);
+    let server = driver
+        .start("tcp", "127.0.0.1:0", acceptor, WrapperChain::new())
+        .unwrap();
+    let (mut fragile, mut steady) = (connect(ip(&*server)), connect(ip(&*server)));
+    steady.write_all(b"before\r\n").unwrap();
+    assert_eq!(read_n(&mut steady, 8), b"before\r\n");
+    fragile.write_all(b"PANIC\r\n").unwrap();
+    assert_eq!(
+        next_close(&closes),
+        "the application panicked: told to panic"
+    );
+    let mut rest = Vec::new();
+    let _ = fragile.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "nothing after the panic: {rest:?}");
+    steady.write_all(b"after\r\n").unwrap();
+    assert_eq!(read_n(&mut steady, 7), b"after\r\n");
+    server.stop();
+
+    let (acceptor, closes) = echo(|_| {}, false);
+    let server = driver
+        .start("udp", "127.0.0.1:0", acceptor, WrapperChain::new())
+        .unwrap();
+    let peer = || {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(WAIT)).unwrap();
+        socket.connect(ip(&*server)).unwrap();
+        socket
+    };
+    let (fragile, steady) = (peer(), peer());
+    let mut buf = [0; 64];
+    fragile.send(b"PANIC").unwrap();
+    assert_eq!(
+        next_close(&closes),
+        "the application panicked: told to panic"
+    );
+    for socket in [&steady, &fragile] {
+        socket.send(b"still here").unwrap();
+        let n = socket.recv(&mut buf).expect("a reply datagram");
+        assert_eq!(&buf[..n], b"still here");
+    }
+    server.stop();
 }
 
 /// Bursts of datagrams from several peers to a wildcard-bound socket (IPv4 and IPv6), each
@@ -754,6 +806,10 @@ macro_rules! driver_suite {
         #[test]
         fn suite_start_or_connect_after_stop_is_refused() {
             $crate::start_or_connect_after_stop_is_refused(&suite_driver());
+        }
+        #[test]
+        fn suite_a_panicking_application_ends_only_its_tendril() {
+            $crate::a_panicking_application_ends_only_its_tendril(&suite_driver());
         }
         #[test]
         fn suite_udp_bursts_from_several_peers() {
