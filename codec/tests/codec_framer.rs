@@ -170,9 +170,11 @@ proptest! {
         let framer = drive_framer(&mut CodecFramer::bytes(LengthDelimitedCodec::new()), &pieces);
         prop_assert_eq!(&framer, &codec);
         // The error messages differ ("bytes remaining on stream" where Tendril says
-        // `Truncated`), the frames and where decoding fails do not.
+        // `Truncated`), the frames and where decoding fails do not, but for input that ends
+        // right after a header (garbage `00 00 00 01`): the codec has taken the header off and
+        // ends cleanly.
         let native = drive_framer(&mut LengthPrefixed::u32_be(), &[&wire]);
-        prop_assert_eq!(fate(&framer), fate(&native));
+        prop_assert_eq!(fate(&framer), as_tokio_sees_it(&native, 0, 4));
 
         // And the other way: what the codec framer writes, u32_be reads.
         let mut bridged = CodecFramer::bytes(LengthDelimitedCodec::new());
