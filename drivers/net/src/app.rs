@@ -23,8 +23,7 @@ where
     F: FnMut(&mut Tendril) -> Result<A, Reject> + Send + 'static,
 {
     Arc::new(Mutex::new(Box::new(move |t: &mut Tendril| {
-        crate::accept_isolated(t, &mut f)
-            .map(|app| Box::new(Isolated::new(Box::new(app))) as BoxApp)
+        crate::accept_isolated(t, &mut f).map(|app| Box::new(Isolated::new(app)) as BoxApp)
     })))
 }
 

@@ -6,8 +6,6 @@ use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use tendril_core::{AppError, Application, CloseReason, Event, Reject, Tendril};
 
-use crate::BoxApp;
-
 /// The text of a caught panic.
 pub fn panic_message(panic: &(dyn Any + Send)) -> String {
     if let Some(text) = panic.downcast_ref::<&str>() {
@@ -49,31 +47,26 @@ pub fn accept_isolated<A>(
 /// }
 ///
 /// let mut t: Tendril = Tendril::new(Proto::TCP, Line::crlf(), Line::crlf());
-/// let mut app = Isolated::new(Box::new(Fragile));
+/// let mut app = Isolated::new(Fragile);
 /// t.handle_data(std::time::Duration::ZERO, b"hello\r\n");
 /// t.dispatch(&mut app); // the panic stays here
 /// assert!(t.is_closed());
 /// ```
-pub struct Isolated(BoxApp);
+pub struct Isolated<A>(A);
 
-impl std::fmt::Debug for Isolated {
+impl<A> std::fmt::Debug for Isolated<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Isolated(..)")
     }
 }
 
-impl Isolated {
+impl<A: Application> Isolated<A> {
     /// Guard `app`.
-    pub fn new(app: BoxApp) -> Self {
+    pub fn new(app: A) -> Self {
         Isolated(app)
     }
 
-    fn guard(
-        &mut self,
-        t: &mut Tendril,
-        callback: &str,
-        f: impl FnOnce(&mut BoxApp, &mut Tendril),
-    ) {
+    fn guard(&mut self, t: &mut Tendril, callback: &str, f: impl FnOnce(&mut A, &mut Tendril)) {
         let app = &mut self.0;
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| f(app, &mut *t))) {
             let message = panic_message(&*panic);
@@ -83,7 +76,7 @@ impl Isolated {
     }
 }
 
-impl Application for Isolated {
+impl<A: Application> Application for Isolated<A> {
     fn recv_frame(&mut self, t: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
         let mut result = Ok(());
         self.guard(t, "recv_frame", |app, t| result = app.recv_frame(t, frame));
@@ -153,10 +146,10 @@ mod tests {
 
     fn run(input: &[u8], timer: bool, panic_in_closed: bool) -> (Tendril, Vec<String>) {
         let closes = Arc::new(Mutex::new(Vec::new()));
-        let mut app = Isolated::new(Box::new(Fragile {
+        let mut app = Isolated::new(Fragile {
             closes: closes.clone(),
             panic_in_closed,
-        }));
+        });
         let mut t: Tendril = Tendril::new(Proto::TCP, Line::lf(), Line::lf());
         if timer {
             t.set_timer(Some(Duration::from_secs(1)));

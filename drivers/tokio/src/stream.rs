@@ -42,13 +42,23 @@ where
     let task_handle = handle.clone();
     ctx.spawn(
         async move {
+            let _registered = Registered(task_ctx.clone(), task_handle);
             tracing::debug!("opened");
             run(&task_ctx, stream, tendril, app, rx).await;
-            task_ctx.unregister(&task_handle);
         }
         .instrument(span),
     );
     Ok(handle)
+}
+
+/// Takes a connection out of the live table when its task ends, whether it returns, panics or
+/// is dropped unfinished.
+struct Registered(Arc<Context>, TendrilHandle);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.0.unregister(&self.1);
+    }
 }
 
 async fn run<S>(
