@@ -28,9 +28,8 @@ pub struct Context {
     cancel: Cancellation,
     tasks: Arc<TaskTracker>,
     spawner: Mutex<Spawner>,
-    pub(crate) config: Mutex<Config>,
-    /// The peer-table settings of UDP sockets (`None`: derived from `config`).
-    pub(crate) udp_config: Mutex<Option<tendril_core::tracker::TrackerConfig>>,
+    /// What `set_config` and `set_udp_config` set.
+    pub(crate) settings: tendril_net::ManagerSettings,
     pub(crate) framers: Mutex<FramerFactory>,
     pub(crate) accepted_wrapper: Mutex<WrapperChain>,
     pub(crate) udp: Mutex<crate::udp::Sockets>,
@@ -56,8 +55,7 @@ impl Context {
             cancel: Cancellation::default(),
             tasks: Arc::default(),
             spawner: Mutex::new(Spawner::global()),
-            config: Mutex::new(Config::default()),
-            udp_config: Mutex::new(None),
+            settings: tendril_net::ManagerSettings::default(),
             framers: Mutex::new(tendril_net::identity_framers()),
             accepted_wrapper: Mutex::new(WrapperChain::new()),
             udp: Mutex::default(),
@@ -89,17 +87,12 @@ impl Context {
         spawner.spawn(task);
     }
 
-    /// The tracker settings of a UDP socket bound now.
-    pub(crate) fn tracker_config(&self) -> tendril_core::tracker::TrackerConfig {
-        tendril_net::tracker_config(*lock(&self.config), *lock(&self.udp_config))
-    }
-
     /// A new tendril with the manager's framers and configuration.
     pub fn new_tendril(&self, local: Addr, remote: Addr) -> Tendril {
         let (recv, send) = (lock(&self.framers))();
         Tendril::with_boxed(self.proto, recv, send)
             .with_addrs(local, remote)
-            .with_config(*lock(&self.config))
+            .with_config(self.settings.config())
             .started_at(self.now())
     }
 
@@ -110,8 +103,9 @@ impl Context {
 
     pub(crate) fn register(&self, handle: &TendrilHandle) {
         self.tendrils.insert(handle);
-        // Accepted while `stop()` was closing the others (it fires `cancel` before it takes its
-        // list): close this one too, or `stop()` would wait for it until its timeout.
+        // Accepted while `stop()` was closing the others (it marks the manager stopped before
+        // it takes its list): close this one too, or `stop()` would wait for it until its
+        // timeout.
         if self.life.is_stopped() {
             handle.close();
         }
@@ -213,7 +207,7 @@ impl Manager {
     /// Set the configuration of new tendrils: stream connections, and the peers of UDP sockets
     /// bound after this.
     pub fn set_config(&self, config: Config) {
-        *lock(&self.ctx.config) = config;
+        self.ctx.settings.set_config(config);
     }
 
     /// Set the peer-table settings of UDP sockets bound after this: idle timeout, maximum
@@ -233,7 +227,7 @@ impl Manager {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn set_udp_config(&self, udp: tendril_core::tracker::TrackerConfig) {
-        *lock(&self.ctx.udp_config) = Some(udp);
+        self.ctx.settings.set_udp_config(udp);
     }
 
     /// Set the framers new tendrils start with (default: `Identity` both ways). The acceptor can

@@ -64,7 +64,7 @@ fn bind(
     let framers_ctx = ctx.clone();
     let tracker: Tracker<Bytes, Bytes, BoxApp> = Tracker::new(
         ctx.proto,
-        ctx.tracker_config(),
+        ctx.settings.tracker_config(),
         move || (lock(&framers_ctx.framers))(),
         move |t: &mut Tendril| match &acceptor {
             Some(acceptor) => (lock(acceptor))(t),

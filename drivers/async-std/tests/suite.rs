@@ -36,12 +36,7 @@ fn start(
     settings: Settings,
 ) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
     let manager = get_manager(proto, endpoint)?;
-    if let Some(config) = settings.config {
-        manager.set_config(config);
-    }
-    if let Some(udp) = settings.udp {
-        manager.set_udp_config(udp);
-    }
+    settings.apply(|c| manager.set_config(c), |u| manager.set_udp_config(u));
     manager.set_spawner(match executor {
         Executor::AsyncStd => Spawner::new(|task| {
             async_std::task::spawn(task);

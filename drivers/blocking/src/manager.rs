@@ -65,9 +65,8 @@ pub struct Context {
     stop_hooks: Mutex<Vec<StopHook>>,
     stop_timeout: Mutex<Duration>,
     stop_serial: Mutex<()>,
-    config: Mutex<Config>,
-    /// The peer-table settings of UDP sockets (`None`: derived from `config`).
-    udp_config: Mutex<Option<tendril_core::tracker::TrackerConfig>>,
+    /// What `set_config` and `set_udp_config` set.
+    pub(crate) settings: tendril_net::ManagerSettings,
     pub(crate) framers: Mutex<FramerFactory>,
     accepted_wrapper: Mutex<WrapperChain>,
     pub(crate) udp: Mutex<crate::udp::Sockets>,
@@ -113,8 +112,7 @@ impl Context {
             stop_hooks: Mutex::new(Vec::new()),
             stop_timeout: Mutex::new(Duration::from_secs(5)),
             stop_serial: Mutex::new(()),
-            config: Mutex::new(Config::default()),
-            udp_config: Mutex::new(None),
+            settings: tendril_net::ManagerSettings::default(),
             framers: Mutex::new(tendril_net::identity_framers()),
             accepted_wrapper: Mutex::new(WrapperChain::new()),
             udp: Mutex::default(),
@@ -171,11 +169,6 @@ impl Context {
         lock(&self.stop_hooks).push(Box::new(hook));
     }
 
-    /// The tracker settings of a UDP socket bound now.
-    pub(crate) fn tracker_config(&self) -> tendril_core::tracker::TrackerConfig {
-        tendril_net::tracker_config(*lock(&self.config), *lock(&self.udp_config))
-    }
-
     /// A new tendril with the manager's framers and configuration.
     pub fn new_tendril(&self, local: Addr, remote: Addr) -> Tendril {
         let (recv, send) = (lock(&self.framers))();
@@ -187,7 +180,7 @@ impl Context {
 
     /// The configuration of new tendrils.
     pub fn config(&self) -> Config {
-        *lock(&self.config)
+        self.settings.config()
     }
 
     /// The wrappers for each accepted socket.
@@ -336,7 +329,7 @@ impl Manager {
     /// Set the configuration of new tendrils: stream connections, and the peers of UDP sockets
     /// bound after this.
     pub fn set_config(&self, config: Config) {
-        *lock(&self.ctx.config) = config;
+        self.ctx.settings.set_config(config);
     }
 
     /// Set the peer-table settings of UDP sockets bound after this: idle timeout, maximum
@@ -356,7 +349,7 @@ impl Manager {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn set_udp_config(&self, udp: tendril_core::tracker::TrackerConfig) {
-        *lock(&self.ctx.udp_config) = Some(udp);
+        self.ctx.settings.set_udp_config(udp);
     }
 
     /// Set the framers new tendrils start with (default: `Identity` both ways). The acceptor can

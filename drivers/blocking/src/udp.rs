@@ -75,7 +75,7 @@ fn bind(
     let local = io.local_addr();
     let socket = Arc::new(socket);
     let (tx, rx) = mpsc::channel();
-    let config = ctx.tracker_config();
+    let config = ctx.settings.tracker_config();
     let tracker: Tracker<Bytes, Bytes, BoxApp> = Tracker::new(
         ctx.proto,
         config,

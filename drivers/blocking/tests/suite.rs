@@ -21,12 +21,7 @@ impl tendril_driver_suite::Driver for Blocking {
         settings: Settings,
     ) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
         let manager = get_manager(proto, endpoint)?;
-        if let Some(config) = settings.config {
-            manager.set_config(config);
-        }
-        if let Some(udp) = settings.udp {
-            manager.set_udp_config(udp);
-        }
+        settings.apply(|c| manager.set_config(c), |u| manager.set_udp_config(u));
         manager.start(move |t| (lock(&acceptor))(t), wrapper)?;
         Ok(Box::new(Running(manager)))
     }

@@ -22,11 +22,20 @@ pub fn accept_isolated<A>(
     tendril: &mut Tendril,
     acceptor: impl FnOnce(&mut Tendril) -> Result<A, Reject>,
 ) -> Result<A, Reject> {
-    catch_unwind(AssertUnwindSafe(|| acceptor(tendril))).unwrap_or_else(|panic| {
-        let message = panic_message(&*panic);
-        tracing::error!(remote = %tendril.remote_addr(), %message, "the acceptor panicked");
+    catch(|| acceptor(&mut *tendril)).unwrap_or_else(|message| {
+        logged(tendril, "the acceptor", &message);
         Err(Reject::new(format!("the acceptor panicked: {message}")))
     })
+}
+
+/// Run `f`, catching its panic: `Err` with the panic's message.
+fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|panic| panic_message(&*panic))
+}
+
+/// Log a caught panic of `callback` on `tendril`.
+fn logged(tendril: &Tendril, callback: &str, message: &str) {
+    tracing::error!(remote = %tendril.remote_addr(), %message, "{callback} panicked");
 }
 
 /// An application as every driver runs it: each callback's panic is caught, logged, and ends
@@ -68,9 +77,8 @@ impl<A: Application> Isolated<A> {
 
     fn guard(&mut self, t: &mut Tendril, callback: &str, f: impl FnOnce(&mut A, &mut Tendril)) {
         let app = &mut self.0;
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| f(app, &mut *t))) {
-            let message = panic_message(&*panic);
-            tracing::error!(remote = %t.remote_addr(), %message, "the application panicked in {callback}");
+        if let Err(message) = catch(|| f(app, &mut *t)) {
+            logged(t, callback, &message);
             t.abort_after_panic(message);
         }
     }
@@ -103,9 +111,8 @@ impl<A: Application> Application for Isolated<A> {
             tracing::info!(remote = %t.remote_addr(), %reason, "closed");
         }
         let app = &mut self.0;
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| app.closed(t, reason))) {
-            let message = panic_message(&*panic);
-            tracing::error!(remote = %t.remote_addr(), %message, "the application panicked in closed");
+        if let Err(message) = catch(|| app.closed(t, reason)) {
+            logged(t, "closed", &message);
         }
     }
 }

@@ -12,7 +12,7 @@
 //! | `isolated` | panic isolation: a panicking application ends only its own tendril ([`Isolated`]) |
 //! | `lifecycle` | the stop rules: start once, nothing after stop ([`Lifecycle`]) |
 //! | [`framed`] | the receiving half of a framed `Stream` |
-//! | `tracker_settings` | the peer-table settings of a manager's UDP sockets ([`tracker_config`]) |
+//! | `settings` | a manager's tendril and UDP peer-table settings ([`ManagerSettings`]) |
 //!
 //! - [`WrapperChain`]: socket wrappers — closures over the raw socket, applied in order, as in
 //!   the Python original — and ready-made ones for the usual options ([`options`]).
@@ -40,18 +40,18 @@ pub mod framed;
 mod isolated;
 mod lifecycle;
 pub mod live;
+mod settings;
 mod socket;
 mod stream;
-mod tracker_settings;
 
 pub use app::{acceptor, identity_framers, lock, Acceptor, BoxApp, FramerFactory, SharedAcceptor};
 pub use datagram::{Outbox, Received, UdpIo, MAX_DATAGRAM, RECV_BATCH};
 pub use isolated::{accept_isolated, panic_message, Isolated};
 pub use lifecycle::Lifecycle;
+pub use settings::{tracker_config, ManagerSettings};
 pub use socket::{
     options, resolve, tcp_connect_socket, tcp_listener, udp_socket, SocketWrapper, WrapperChain,
     BACKLOG,
 };
 pub use socket2;
 pub use stream::{grow_reads, MAX_READ};
-pub use tracker_settings::tracker_config;

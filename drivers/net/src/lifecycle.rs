@@ -29,13 +29,6 @@ pub struct Lifecycle {
     stopped: AtomicBool,
 }
 
-fn stopped_error() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        "this manager was stopped; make a new one with get_manager",
-    )
-}
-
 impl Lifecycle {
     /// `start` is about to bind `endpoint`: refused without an endpoint, after `stop`, and while
     /// running. On success the manager counts as running; call
@@ -47,7 +40,7 @@ impl Lifecycle {
                 "this manager has no endpoint to listen on; make it with get_manager(proto, \"host:port\")",
             ));
         }
-        self.check_connect()?;
+        self.refuse_if_stopped()?;
         if self.running.swap(true, Ordering::AcqRel) {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
@@ -64,8 +57,15 @@ impl Lifecycle {
 
     /// `connect` is about to connect: refused after `stop`.
     pub fn check_connect(&self) -> io::Result<()> {
+        self.refuse_if_stopped()
+    }
+
+    fn refuse_if_stopped(&self) -> io::Result<()> {
         if self.is_stopped() {
-            return Err(stopped_error());
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "this manager was stopped; make a new one with get_manager",
+            ));
         }
         Ok(())
     }

@@ -27,6 +27,22 @@ pub struct Settings {
     pub udp: Option<TrackerConfig>,
 }
 
+impl Settings {
+    /// Hand each setting that is there to the manager's setter.
+    pub fn apply(
+        self,
+        set_config: impl FnOnce(Config),
+        set_udp_config: impl FnOnce(TrackerConfig),
+    ) {
+        if let Some(config) = self.config {
+            set_config(config);
+        }
+        if let Some(udp) = self.udp {
+            set_udp_config(udp);
+        }
+    }
+}
+
 /// A driver under test.
 pub trait Driver {
     /// Start a manager for `proto` on `endpoint` with `acceptor`, after applying `settings`.

@@ -25,9 +25,8 @@ pub struct Context {
     tendrils: LiveTendrils<TendrilHandle>,
     pub(crate) cancel: CancellationToken,
     pub(crate) tasks: TaskTracker,
-    pub(crate) config: Mutex<Config>,
-    /// The peer-table settings of UDP sockets (`None`: derived from `config`).
-    pub(crate) udp_config: Mutex<Option<tendril_core::tracker::TrackerConfig>>,
+    /// What `set_config` and `set_udp_config` set.
+    pub(crate) settings: tendril_net::ManagerSettings,
     pub(crate) framers: Mutex<FramerFactory>,
     pub(crate) accepted_wrapper: Mutex<WrapperChain>,
     pub(crate) udp: Mutex<crate::udp::Sockets>,
@@ -52,8 +51,7 @@ impl Context {
             tendrils: LiveTendrils::default(),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            config: Mutex::new(Config::default()),
-            udp_config: Mutex::new(None),
+            settings: tendril_net::ManagerSettings::default(),
             framers: Mutex::new(tendril_net::identity_framers()),
             accepted_wrapper: Mutex::new(WrapperChain::new()),
             udp: Mutex::default(),
@@ -83,17 +81,12 @@ impl Context {
         self.tasks.spawn(future);
     }
 
-    /// The tracker settings of a UDP socket bound now.
-    pub(crate) fn tracker_config(&self) -> tendril_core::tracker::TrackerConfig {
-        tendril_net::tracker_config(*lock(&self.config), *lock(&self.udp_config))
-    }
-
     /// A new tendril with the manager's framers and configuration.
     pub fn new_tendril(&self, local: Addr, remote: Addr) -> Tendril {
         let (recv, send) = (lock(&self.framers))();
         Tendril::with_boxed(self.proto, recv, send)
             .with_addrs(local, remote)
-            .with_config(*lock(&self.config))
+            .with_config(self.settings.config())
             .started_at(self.now())
     }
 
@@ -206,7 +199,7 @@ impl Manager {
     /// Set the configuration of new tendrils: stream connections, and the peers of UDP sockets
     /// bound after this.
     pub fn set_config(&self, config: Config) {
-        *lock(&self.ctx.config) = config;
+        self.ctx.settings.set_config(config);
     }
 
     /// Set the peer-table settings of UDP sockets bound after this: idle timeout, maximum
@@ -226,7 +219,7 @@ impl Manager {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn set_udp_config(&self, udp: tendril_core::tracker::TrackerConfig) {
-        *lock(&self.ctx.udp_config) = Some(udp);
+        self.ctx.settings.set_udp_config(udp);
     }
 
     /// Set the framers new tendrils start with (default: `Identity` both ways). The acceptor can

@@ -66,7 +66,7 @@ fn bind(
     let (connect_tx, connect_rx) = mpsc::unbounded_channel();
     sockets(ctx).by_family.push((local.is_ipv4(), connect_tx));
     let (peer_tx, peer_rx) = mpsc::unbounded_channel();
-    let config = ctx.tracker_config();
+    let config = ctx.settings.tracker_config();
     let task_ctx = ctx.clone();
     let accept = acceptor.clone();
     let tracker: Tracker<Bytes, Bytes, BoxApp> = Tracker::new(

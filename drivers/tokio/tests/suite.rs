@@ -30,7 +30,7 @@ impl tendril_driver_suite::Driver for Tokio {
             .enable_all()
             .build()?;
         let manager = get_manager(proto, endpoint)?;
-        apply(&manager, settings);
+        settings.apply(|c| manager.set_config(c), |u| manager.set_udp_config(u));
         runtime.block_on(manager.start(move |t| (lock(&acceptor))(t), wrapper))?;
         Ok(Box::new(Running { runtime, manager }))
     }
@@ -58,15 +58,6 @@ impl tendril_driver_suite::Server for Running {
             let connect = manager.connect(target, silent, WrapperChain::new()).await;
             [start, connect.map(drop)]
         })
-    }
-}
-
-fn apply(manager: &Manager, settings: Settings) {
-    if let Some(config) = settings.config {
-        manager.set_config(config);
-    }
-    if let Some(udp) = settings.udp {
-        manager.set_udp_config(udp);
     }
 }
 
