@@ -58,19 +58,25 @@
 //! }
 //! ```
 
-mod framed;
-mod handle;
-mod manager;
-mod registry;
-mod spawn;
-mod stream;
-mod udp;
+mod runtime;
 
 pub use async_io;
-pub use framed::{FramedTendril, Incoming};
-pub use handle::{current_handle, SendFailed, TendrilHandle};
-pub use manager::{acceptor, get_manager, Acceptor, BoxApp, Context, Manager, SharedAcceptor};
-pub use registry::{protocols, register, Transport};
-pub use spawn::{Cancellation, Spawner};
-pub use stream::{spawn_stream, SocketStream};
-pub use tendril_net::{options, WrapperChain};
+pub use runtime::AsyncIo;
+pub use tendril_net::runtime::{
+    current_handle, protocols, register, spawn_stream, Cancellation, FramedTendril, Incoming,
+    Manager, SendFailed, Shared, Spawner, TendrilHandle, Transport,
+};
+pub use tendril_net::{acceptor, options, Acceptor, BoxApp, SharedAcceptor, WrapperChain};
+
+/// A manager for `proto` (a registered protocol name: `"tcp"`, `"udp"`, `"unix"` or one added
+/// with [`register`]) at `endpoint` (`"host:port"`, a Unix socket path, or `""` for a manager
+/// that only connects out), on `async-io`. Every call makes a new manager.
+///
+/// ```
+/// let manager = tendril_async_std::get_manager("udp", "127.0.0.1:0")?;
+/// assert!(!manager.running());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn get_manager(proto: &str, endpoint: &str) -> std::io::Result<Manager> {
+    Manager::new(std::sync::Arc::new(AsyncIo), proto, endpoint)
+}

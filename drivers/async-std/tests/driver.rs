@@ -555,7 +555,7 @@ impl tendril_async_std::Transport for Tcp6 {
 
     fn listen(
         &self,
-        ctx: Arc<tendril_async_std::Context>,
+        ctx: Arc<tendril_async_std::Shared>,
         endpoint: String,
         _wrapper: WrapperChain,
         acceptor: tendril_async_std::SharedAcceptor,
@@ -577,10 +577,13 @@ impl tendril_async_std::Transport for Tcp6 {
                     let Ok((stream, remote)) = accepted else {
                         continue;
                     };
-                    let stream = tendril_async_std::SocketStream::new(stream).unwrap();
+                    // Any connected socket becomes a stream the kit drives.
+                    let Ok(io) = task_ctx.runtime().stream(stream.into()) else {
+                        continue;
+                    };
                     let _ = tendril_async_std::spawn_stream(
                         &task_ctx,
-                        stream,
+                        io,
                         local.into(),
                         remote.into(),
                         &acceptor,
@@ -593,7 +596,7 @@ impl tendril_async_std::Transport for Tcp6 {
 
     fn connect(
         &self,
-        _ctx: Arc<tendril_async_std::Context>,
+        _ctx: Arc<tendril_async_std::Shared>,
         _local: String,
         _target: String,
         _wrapper: WrapperChain,

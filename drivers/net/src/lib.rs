@@ -12,6 +12,7 @@
 //! | `isolated` | panic isolation: a panicking application ends only its own tendril ([`Isolated`]) |
 //! | `lifecycle` | the stop rules: start once, nothing after stop ([`Lifecycle`]) |
 //! | [`framed`] | the receiving half of a framed `Stream` |
+//! | [`runtime`] | async drivers on any runtime: the manager, transports and tasks, over a small [`Runtime`](runtime::Runtime) trait |
 //! | `settings` | a manager's tendril and UDP peer-table settings ([`ManagerSettings`]) |
 //!
 //! - [`WrapperChain`]: socket wrappers — closures over the raw socket, applied in order, as in
@@ -40,6 +41,8 @@ pub mod framed;
 mod isolated;
 mod lifecycle;
 pub mod live;
+#[cfg(unix)]
+pub mod runtime;
 mod settings;
 mod socket;
 mod stream;

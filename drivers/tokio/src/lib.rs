@@ -41,16 +41,25 @@
 //! }
 //! ```
 
-mod framed;
-mod handle;
-mod manager;
-mod registry;
-mod stream;
-mod udp;
+mod runtime;
 
-pub use framed::{FramedTendril, Incoming};
-pub use handle::{current_handle, SendFailed, TendrilHandle};
-pub use manager::{acceptor, get_manager, Acceptor, BoxApp, Context, Manager, SharedAcceptor};
-pub use registry::{protocols, register, Transport};
-pub use stream::spawn_stream;
-pub use tendril_net::{options, WrapperChain};
+pub use runtime::Tokio;
+pub use tendril_net::runtime::{
+    current_handle, protocols, register, spawn_stream, FramedTendril, Incoming, Manager,
+    SendFailed, Shared, Spawner, TendrilHandle, Transport,
+};
+pub use tendril_net::{acceptor, options, Acceptor, BoxApp, SharedAcceptor, WrapperChain};
+
+/// A manager for `proto` (a registered protocol name: `"tcp"`, `"udp"`, `"unix"` or one added
+/// with [`register`]) at `endpoint` (`"host:port"`, a Unix socket path, or `""` for a manager
+/// that only connects out), on the Tokio runtime it is started from. Every call makes a new
+/// manager.
+///
+/// ```
+/// let manager = tendril_tokio::get_manager("udp", "127.0.0.1:0")?;
+/// assert!(!manager.running());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn get_manager(proto: &str, endpoint: &str) -> std::io::Result<Manager> {
+    Manager::new(std::sync::Arc::new(Tokio), proto, endpoint)
+}

@@ -470,7 +470,7 @@ async fn a_user_registered_protocol_is_found_by_name() {
         }
         fn listen(
             &self,
-            ctx: Arc<tendril_tokio::Context>,
+            ctx: Arc<tendril_tokio::Shared>,
             endpoint: String,
             _wrapper: WrapperChain,
             acceptor: tendril_tokio::SharedAcceptor,
@@ -489,9 +489,16 @@ async fn a_user_registered_protocol_is_found_by_name() {
                             _ = cancel.cancelled() => break,
                             Ok(accepted) = listener.accept() => accepted,
                         };
+                        // Any connected socket becomes a stream the kit drives.
+                        let Ok(io) = stream
+                            .into_std()
+                            .and_then(|s| task_ctx.runtime().stream(s.into()))
+                        else {
+                            continue;
+                        };
                         let _ = tendril_tokio::spawn_stream(
                             &task_ctx,
-                            stream,
+                            io,
                             local.into(),
                             remote.into(),
                             &acceptor,
@@ -503,7 +510,7 @@ async fn a_user_registered_protocol_is_found_by_name() {
         }
         fn connect(
             &self,
-            _ctx: Arc<tendril_tokio::Context>,
+            _ctx: Arc<tendril_tokio::Shared>,
             _local: String,
             _target: String,
             _wrapper: WrapperChain,

@@ -1,5 +1,8 @@
 //! Frames as a `Stream` + `Sink`, for users who prefer `async` code to callbacks.
 
+use super::handle::{current_handle, SendFailed};
+use super::{Manager, TendrilHandle};
+use crate::{framed, WrapperChain};
 use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
 use futures::{Sink, Stream};
@@ -8,10 +11,6 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 use tendril_core::{Reject, Tendril};
-use tendril_net::{framed, WrapperChain};
-
-use crate::handle::{current_handle, SendFailed};
-use crate::{Manager, TendrilHandle};
 
 /// One connection as a [`Stream`] of received frames and a [`Sink`] of frames to send.
 ///
@@ -21,11 +20,11 @@ use crate::{Manager, TendrilHandle};
 /// the connection stop reading after a few dozen frames, so a fast peer is held back by TCP.
 ///
 /// ```no_run
-/// # async fn demo() -> std::io::Result<()> {
+/// # async fn demo(manager: &tendril_net::runtime::Manager) -> std::io::Result<()> {
 /// use futures::{SinkExt, StreamExt};
 /// use tendril_core::{Line, Tendril};
 ///
-/// let manager = tendril_async_std::get_manager("tcp", "")?;
+/// // `manager` comes from a driver's `get_manager("tcp", "")`.
 /// let mut conn = manager
 ///     .connect_framed("127.0.0.1:7000", |t: &mut Tendril| {
 ///         t.set_recv_framer(Line::crlf());
@@ -102,7 +101,7 @@ impl Sink<Bytes> for FramedTendril {
 
     fn start_send(mut self: Pin<&mut Self>, frame: Bytes) -> Result<(), SendFailed> {
         let (tx, rx) = oneshot::channel();
-        let reply: crate::handle::Reply = Box::new(move |result| {
+        let reply: super::handle::Reply = Box::new(move |result| {
             let _ = tx.send(result);
         });
         if !self.handle.send_with_reply(frame, reply) {

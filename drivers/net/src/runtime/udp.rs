@@ -1,24 +1,28 @@
 //! UDP: one task per socket runs the core's tracker.
 
 use bytes::Bytes;
+use futures::channel::{mpsc, oneshot};
 use futures::future::BoxFuture;
+use futures::StreamExt;
 use std::collections::HashMap;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use tendril_core::tracker::{ConnId, Tracker, TrackerEvent};
 use tendril_core::{Addr, Proto, Reject, Tendril};
-use tendril_net::{Outbox, UdpIo, WrapperChain};
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
-use crate::handle::{Command, Route};
-use crate::manager::{lock, BoxApp, Context, SharedAcceptor};
-use crate::registry::Transport;
-use crate::TendrilHandle;
+use super::adapter::{Interest, Readiness};
+use super::handle::{Command, Route};
+use super::stream_transports::resolve_one;
+use super::{Shared, TendrilHandle, Transport};
+use crate::{lock, BoxApp, Outbox, SharedAcceptor, UdpIo, WrapperChain};
 
-/// Receive batches per wake-up before commands and timers get their turn.
+/// Receive calls (batches of datagrams) per wake-up before the task lets its other work
+/// (commands, timers) in.
 const RECV_ROUNDS: usize = 16;
 
 /// UDP.
@@ -37,72 +41,54 @@ pub(crate) struct Sockets {
     by_family: Vec<(bool, mpsc::UnboundedSender<Connect>)>,
 }
 
-fn sockets(ctx: &Context) -> std::sync::MutexGuard<'_, Sockets> {
-    lock(&ctx.udp)
-}
-
-async fn resolve(endpoint: &str) -> io::Result<SocketAddr> {
-    tokio::net::lookup_host(endpoint)
-        .await?
-        .next()
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{endpoint} resolved to no address"),
-            )
-        })
+fn sockets(shared: &Shared) -> std::sync::MutexGuard<'_, Sockets> {
+    lock(&shared.udp)
 }
 
 /// Bind `addr` and spawn its socket task; returns the bound address.
 fn bind(
-    ctx: &Arc<Context>,
+    shared: &Arc<Shared>,
     addr: SocketAddr,
     wrapper: &WrapperChain,
     acceptor: Option<SharedAcceptor>,
 ) -> io::Result<SocketAddr> {
-    let socket = UdpSocket::from_std(tendril_net::udp_socket(addr, wrapper)?)?;
-    let io = UdpIo::new(&socket)?;
+    let socket = shared.runtime().udp(crate::udp_socket(addr, wrapper)?)?;
+    let io = UdpIo::new(&socket.fd())?;
     let local = io.local_addr();
-    let (connect_tx, connect_rx) = mpsc::unbounded_channel();
-    sockets(ctx).by_family.push((local.is_ipv4(), connect_tx));
-    let (peer_tx, peer_rx) = mpsc::unbounded_channel();
-    let config = ctx.settings.tracker_config();
-    let task_ctx = ctx.clone();
-    let accept = acceptor.clone();
+    let (connect_tx, connect_rx) = mpsc::unbounded();
+    sockets(shared)
+        .by_family
+        .push((local.is_ipv4(), connect_tx));
+    let (peer_tx, peer_rx) = mpsc::unbounded();
+    let framers = shared.clone();
     let tracker: Tracker<Bytes, Bytes, BoxApp> = Tracker::new(
-        ctx.proto,
-        config,
-        {
-            let ctx = ctx.clone();
-            move || (lock(&ctx.framers))()
-        },
-        move |t: &mut Tendril| match &accept {
+        shared.proto(),
+        shared.settings.tracker_config(),
+        move || (lock(&framers.framers))(),
+        move |t: &mut Tendril| match &acceptor {
             Some(acceptor) => (lock(acceptor))(t),
             None => Err(Reject::new(
                 "this socket only talks to peers it connected to",
             )),
         },
     );
-    let span = tracing::info_span!("udp", %local);
-    ctx.spawn(tracing::Instrument::instrument(
-        SocketTask {
-            ctx: task_ctx,
-            socket,
-            io,
-            tracker,
-            peer_tx,
-            handles: HashMap::new(),
-            outbox: Outbox::new(),
-        }
-        .run(peer_rx, connect_rx),
-        span,
-    ));
+    let span = tracing::info_span!("udp", proto = %shared.proto(), %local);
+    let task = SocketTask {
+        shared: shared.clone(),
+        socket,
+        io,
+        tracker,
+        peer_tx,
+        handles: HashMap::new(),
+        outbox: Outbox::new(),
+    };
+    shared.spawn(task.run(peer_rx, connect_rx).instrument(span));
     Ok(local)
 }
 
 struct SocketTask {
-    ctx: Arc<Context>,
-    socket: UdpSocket,
+    shared: Arc<Shared>,
+    socket: Box<dyn Readiness>,
     io: UdpIo,
     tracker: Tracker<Bytes, Bytes, BoxApp>,
     peer_tx: mpsc::UnboundedSender<(ConnId, Command)>,
@@ -118,86 +104,136 @@ impl SocketTask {
     ) {
         let mut buf = vec![0u8; self.io.buffer_size()];
         let mut received = Vec::new();
-        let cancel = self.ctx.cancelled();
+        let cancel = self.shared.cancelled();
+        let mut cancelled = pin!(cancel.cancelled());
         let mut stopping = false;
-        let sleep = tokio::time::sleep_until(self.ctx.epoch);
-        tokio::pin!(sleep);
+        let mut failed: Option<String> = None;
+        let mut timer = self.shared.runtime().timer();
+        let mut armed = None;
         loop {
             self.settle();
-            if stopping && self.tracker.is_empty() && self.outbox.is_empty() {
+            if failed.is_some() || (stopping && self.tracker.is_empty() && self.outbox.is_empty()) {
                 break;
             }
             let deadline = self.tracker.poll_timeout();
-            if let Some(at) = deadline {
-                sleep.as_mut().reset(self.ctx.epoch + at);
+            if deadline != armed {
+                if let Some(at) = deadline {
+                    timer.reset(self.shared.instant(at));
+                }
+                armed = deadline;
             }
-            tokio::select! {
-                _ = cancel.cancelled(), if !stopping => {
+            poll_fn(|cx| {
+                let mut ready = false;
+                if !stopping && cancelled.as_mut().poll(cx).is_ready() {
                     stopping = true;
-                    self.tracker.close_all(self.ctx.now());
+                    self.tracker.close_all(self.shared.now());
+                    ready = true;
                 }
-                ready = self.socket.readable() => {
-                    if let Err(e) = ready {
+                match self.poll_receive(cx, &mut buf, &mut received) {
+                    Poll::Ready(Ok(())) => ready = true,
+                    Poll::Ready(Err(e)) => {
                         tracing::warn!(error = %e, "socket failed");
-                        self.tracker.fail_all(self.ctx.now(), &e.to_string());
-                        self.settle();
-                        break;
+                        failed = Some(format!("the UDP socket failed: {e}"));
+                        ready = true;
                     }
-                    self.receive(&mut buf, &mut received);
+                    Poll::Pending => {}
                 }
-                _ = self.socket.writable(), if !self.outbox.is_empty() => {}
-                Some((id, command)) = peer_rx.recv() => self.command(id, command),
-                Some(connect) = connect_rx.recv() => self.connect(connect),
-                _ = &mut sleep, if deadline.is_some() => self.tracker.handle_timeout(self.ctx.now()),
-            }
+                if !self.outbox.is_empty() && self.socket.poll_ready(cx, Interest::Write).is_ready()
+                {
+                    ready = true;
+                }
+                while let Poll::Ready(Some((id, command))) = peer_rx.poll_next_unpin(cx) {
+                    self.command(id, command);
+                    ready = true;
+                }
+                while let Poll::Ready(Some(connect)) = connect_rx.poll_next_unpin(cx) {
+                    self.connect(connect);
+                    ready = true;
+                }
+                if armed.is_some() && timer.poll_fired(cx).is_ready() {
+                    armed = None;
+                    self.tracker.handle_timeout(self.shared.now());
+                    ready = true;
+                }
+                if ready {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+        }
+        if let Some(reason) = failed {
+            // The one policy for a socket that fails: every peer on it closes with the error as
+            // its reason (each application's `closed` learns why), and the socket task ends.
+            self.tracker.fail_all(self.shared.now(), &reason);
+            self.settle();
         }
         for handle in self.handles.values() {
-            self.ctx.unregister(handle);
+            self.shared.unregister(handle);
         }
+        tracing::info!("socket closed");
     }
 
-    /// Read the datagrams waiting on the socket into the tracker, a batch per system call, and
-    /// send each batch's replies before reading the next (they leave while the peers' next
-    /// datagrams arrive). Stops when the socket is drained or after [`RECV_ROUNDS`] batches, so
-    /// commands and timers get their turn; the socket is still readable then, and the select
-    /// loop comes straight back.
-    fn receive(&mut self, buf: &mut [u8], received: &mut Vec<tendril_net::Received>) {
+    /// Read the datagrams waiting on the socket into the tracker: `read_with` in poll form, so
+    /// the socket shares one poll function with commands and timers. `Ready(Ok)` when any
+    /// arrived, `Pending` once the socket is drained (the reactor wakes the task again).
+    fn poll_receive(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+        received: &mut Vec<crate::Received>,
+    ) -> Poll<io::Result<()>> {
+        let mut got = false;
         for _ in 0..RECV_ROUNDS {
             received.clear();
-            let result = self.socket.try_io(Interest::READABLE, || {
-                self.io.recv(&self.socket, buf, |r| received.push(r))
+            let (socket, io) = (&self.socket, &self.io);
+            let result = socket.try_io(Interest::Read, &mut || {
+                io.recv(&socket.fd(), buf, |r| received.push(r)).map(drop)
             });
             match result {
-                Ok(_) => {
-                    let now = self.ctx.now();
+                Ok(()) => {
+                    got = true;
+                    let now = self.shared.now();
                     let buf = &*buf;
                     self.tracker
                         .handle_datagrams(now, received.iter().map(|r| r.datagram(buf)));
+                    // This batch's replies leave before the next batch is read.
                     self.settle();
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    match self.socket.poll_ready(cx, Interest::Read) {
+                        Poll::Ready(Ok(())) => continue,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending if got => return Poll::Ready(Ok(())),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
                 Err(e) => {
                     // ICMP errors (port unreachable) surface here on some systems; one peer's
                     // trouble is not the socket's.
                     tracing::debug!(error = %e, "receive error");
-                    return;
+                    got = true;
                 }
             }
         }
+        // A full batch: come back after the other work.
+        cx.waker().wake_by_ref();
+        Poll::Ready(Ok(()))
     }
 
     fn command(&mut self, id: ConnId, command: Command) {
-        let now = self.ctx.now();
+        let now = self.shared.now();
         let done = self
             .tracker
-            .with(now, id, |t, _| tendril_net::command::apply_now(t, command));
+            .with(now, id, |t, _| crate::command::apply_now(t, command));
         if done.is_none() {
             tracing::debug!(%id, "command for a peer that is gone");
         }
     }
 
     fn connect(&mut self, connect: Connect) {
-        let now = self.ctx.now();
+        let now = self.shared.now();
         let local: Addr = self.io.local_for(connect.remote).into();
         let remote: Addr = connect.remote.into();
         let acceptor = connect.acceptor;
@@ -207,6 +243,7 @@ impl SocketTask {
         {
             Ok(id) => id,
             Err(reason) => {
+                tracing::info!(%remote, %reason, "connect rejected by the acceptor");
                 let _ = connect.reply.send(Err(io::Error::new(
                     io::ErrorKind::ConnectionRefused,
                     reason.to_string(),
@@ -214,6 +251,7 @@ impl SocketTask {
                 return;
             }
         };
+        tracing::debug!(%remote, "connected (udp)");
         let handle = self.handle_for(id, local, remote);
         let _ = connect.reply.send(Ok(handle));
     }
@@ -221,11 +259,11 @@ impl SocketTask {
     fn handle_for(&mut self, id: ConnId, local: Addr, remote: Addr) -> TendrilHandle {
         let handle = TendrilHandle::new(
             Route::Datagram(self.peer_tx.clone(), id),
-            self.ctx.proto,
+            self.shared.proto(),
             local,
             remote,
         );
-        self.ctx.register(&handle);
+        self.shared.register(&handle);
         self.handles.insert(id, handle.clone());
         handle
     }
@@ -250,9 +288,9 @@ impl SocketTask {
                     tracing::warn!(%remote, "peer table full of established peers; datagram dropped");
                 }
                 TrackerEvent::Closed { id, remote } => {
-                    tracing::debug!(%remote, "closed");
+                    tracing::trace!(%remote, "untracked");
                     if let Some(handle) = self.handles.remove(&id) {
-                        self.ctx.unregister(&handle);
+                        self.shared.unregister(&handle);
                     }
                 }
                 _ => {}
@@ -261,12 +299,12 @@ impl SocketTask {
         while let Some(t) = self.tracker.poll_transmit() {
             self.outbox.push(t);
         }
-        let (socket, io) = (&self.socket, &self.io);
-        // On `WouldBlock` the rest waits for `writable`.
+        // On `WouldBlock` the rest waits for the socket to be writable.
+        let socket = &self.socket;
         let _ = self.outbox.flush(
-            io,
-            socket,
-            |send| socket.try_io(Interest::WRITABLE, send),
+            &self.io,
+            &socket.fd(),
+            |send| socket.try_io(Interest::Write, send),
             |remote, e| tracing::debug!(%remote, error = %e, "send failed"),
         );
     }
@@ -279,14 +317,14 @@ impl Transport for Udp {
 
     fn listen(
         &self,
-        ctx: Arc<Context>,
+        shared: Arc<Shared>,
         endpoint: String,
         wrapper: WrapperChain,
         acceptor: SharedAcceptor,
     ) -> BoxFuture<'static, io::Result<Addr>> {
         Box::pin(async move {
-            let addr = resolve(&endpoint).await?;
-            let local = bind(&ctx, addr, &wrapper, Some(acceptor))?;
+            let addr = resolve_one(&shared, &endpoint).await?;
+            let local = bind(&shared, addr, &wrapper, Some(acceptor))?;
             tracing::info!(%local, "listening (udp)");
             Ok(local.into())
         })
@@ -294,15 +332,15 @@ impl Transport for Udp {
 
     fn connect(
         &self,
-        ctx: Arc<Context>,
+        shared: Arc<Shared>,
         local: String,
         target: String,
         wrapper: WrapperChain,
         acceptor: SharedAcceptor,
     ) -> BoxFuture<'static, io::Result<TendrilHandle>> {
         Box::pin(async move {
-            let remote = resolve(&target).await?;
-            let existing = sockets(&ctx)
+            let remote = resolve_one(&shared, &target).await?;
+            let existing = sockets(&shared)
                 .by_family
                 .iter()
                 .find(|(v4, tx)| *v4 == remote.is_ipv4() && !tx.is_closed())
@@ -318,10 +356,10 @@ impl Transport for Udp {
                         };
                         SocketAddr::new(any, 0)
                     } else {
-                        resolve(&local).await?
+                        resolve_one(&shared, &local).await?
                     };
-                    bind(&ctx, bind_addr, &wrapper, None)?;
-                    sockets(&ctx)
+                    bind(&shared, bind_addr, &wrapper, None)?;
+                    sockets(&shared)
                         .by_family
                         .last()
                         .map(|(_, tx)| tx.clone())
@@ -329,7 +367,7 @@ impl Transport for Udp {
                 }
             };
             let (reply, rx) = oneshot::channel();
-            tx.send(Connect {
+            tx.unbounded_send(Connect {
                 remote,
                 acceptor,
                 reply,

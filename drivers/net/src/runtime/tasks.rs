@@ -1,33 +1,26 @@
-//! Executor-agnostic spawning, cancellation and task tracking: the pieces Tokio brings with it
-//! (`spawn`, `CancellationToken`, `TaskTracker`), made small and runtime-free on `async-io`.
+//! What `stop()` needs from tasks, on no runtime in particular: a [`Cancellation`] that fires
+//! once, a tracker that counts a manager's live tasks, and the [`Spawner`] that starts them.
 
 use futures::future::BoxFuture;
 use std::fmt;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use async_executor::Executor;
 use event_listener::Event;
 
-/// How a manager starts its tasks (listeners, connections, UDP sockets).
-///
-/// The default, [`Spawner::global`], is the driver's own [`async_executor::Executor`], run by
-/// one background thread per core; its tasks run whatever executor the caller uses, since all
-/// of them share `async-io`'s reactor. To run the tasks on the application's executor instead,
-/// hand in its spawn function:
+/// How a manager starts its tasks (listeners, connections, UDP sockets). By default a
+/// manager uses its driver's runtime; hand in another spawn function to run them elsewhere,
+/// e.g. on an executor of your own:
 ///
 /// ```
-/// use tendril_async_std::Spawner;
+/// use tendril_net::runtime::Spawner;
 ///
-/// // async-std's executor:
-/// let on_async_std = Spawner::new(|task| {
-///     async_std::task::spawn(task);
+/// let on_a_thread_each = Spawner::new(|task| {
+///     std::thread::spawn(move || futures::executor::block_on(task));
 /// });
-/// // smol's global executor:
-/// let on_smol = Spawner::new(|task| smol::spawn(task).detach());
-/// # let _ = (on_async_std, on_smol);
+/// # let _ = on_a_thread_each;
 /// ```
 #[derive(Clone)]
 pub struct Spawner(Arc<dyn Fn(BoxFuture<'static, ()>) + Send + Sync>);
@@ -35,12 +28,6 @@ pub struct Spawner(Arc<dyn Fn(BoxFuture<'static, ()>) + Send + Sync>);
 impl fmt::Debug for Spawner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Spawner")
-    }
-}
-
-impl Default for Spawner {
-    fn default() -> Self {
-        Spawner::global()
     }
 }
 
@@ -53,13 +40,6 @@ impl Spawner {
         Spawner(Arc::new(spawn))
     }
 
-    /// The driver's own global executor: an [`async_executor::Executor`] run by one background
-    /// thread per core (started on first use), as `smol`'s and `async-std`'s global executors
-    /// are.
-    pub fn global() -> Self {
-        Spawner::new(|task| global().spawn(task).detach())
-    }
-
     /// Start `future` as a detached task.
     pub fn spawn<F>(&self, future: F)
     where
@@ -67,27 +47,6 @@ impl Spawner {
     {
         (self.0)(Box::pin(future));
     }
-}
-
-fn global() -> &'static Executor<'static> {
-    static GLOBAL: Executor<'static> = Executor::new();
-    static THREADS: OnceLock<()> = OnceLock::new();
-    THREADS.get_or_init(|| {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        for n in 1..=threads {
-            std::thread::Builder::new()
-                .name(format!("tendril-async-{n}"))
-                .spawn(|| loop {
-                    // A panicking task is caught by the executor (its task is dropped); this loop
-                    // only guards against the unexpected, as smol's global executor does.
-                    let _ = std::panic::catch_unwind(|| {
-                        async_io::block_on(GLOBAL.run(futures::future::pending::<()>()))
-                    });
-                })
-                .expect("cannot start a Tendril executor thread");
-        }
-    });
-    &GLOBAL
 }
 
 /// Fires once, when a manager stops: listeners and socket tasks wait on it to end.
@@ -206,10 +165,12 @@ mod tests {
     fn cancellation_wakes_waiters_and_stops_unfinished_work() {
         let cancel = Cancellation::default();
         let c = cancel.clone();
-        let waiter = std::thread::spawn(move || async_io::block_on(c.cancelled()));
+        let waiter = std::thread::spawn(move || futures::executor::block_on(c.cancelled()));
         cancel.cancel();
         waiter.join().unwrap();
-        let out = async_io::block_on(cancel.run_until_cancelled(futures::future::pending::<()>()));
+        let out = futures::executor::block_on(
+            cancel.run_until_cancelled(futures::future::pending::<()>()),
+        );
         assert_eq!(out, None);
     }
 
@@ -217,14 +178,16 @@ mod tests {
     fn the_tracker_waits_for_every_task_including_dropped_ones() {
         let tracker = Arc::new(TaskTracker::default());
         let (tx, rx) = futures::channel::oneshot::channel::<()>();
-        Spawner::global().spawn(tracker.track(async move {
+        let task = tracker.track(async move {
             let _ = rx.await;
-        }));
+        });
+        let thread = std::thread::spawn(move || futures::executor::block_on(task));
         let dropped = tracker.track(async {});
         drop(dropped);
         assert_eq!(tracker.live.load(Ordering::Acquire), 1);
         tx.send(()).unwrap();
-        async_io::block_on(tracker.wait());
+        futures::executor::block_on(tracker.wait());
         assert_eq!(tracker.live.load(Ordering::Acquire), 0);
+        thread.join().unwrap();
     }
 }

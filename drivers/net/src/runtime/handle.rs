@@ -1,15 +1,15 @@
-//! Handles to live tendrils, usable from any task or thread.
+//! Handles to live tendrils, usable from any task or thread, under any runtime.
 
 use bytes::Bytes;
+use futures::channel::{mpsc, oneshot};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tendril_core::tracker::ConnId;
 use tendril_core::{Addr, Framer, Layer, Proto, Tendril};
-use tokio::sync::{mpsc, oneshot};
 
-pub use tendril_net::command::SendFailed;
-pub(crate) use tendril_net::command::{Command, Reply};
+pub use crate::command::SendFailed;
+pub(crate) use crate::command::{Command, Reply};
 
 thread_local! {
     static CURRENT: std::cell::RefCell<Option<TendrilHandle>> = const { std::cell::RefCell::new(None) };
@@ -17,10 +17,16 @@ thread_local! {
 
 /// Run `f` (an acceptor) with `handle` as the [`current_handle`].
 pub(crate) fn with_current<R>(handle: &TendrilHandle, f: impl FnOnce() -> R) -> R {
-    let previous = CURRENT.with(|c| c.replace(Some(handle.clone())));
-    let result = f();
-    CURRENT.with(|c| *c.borrow_mut() = previous);
-    result
+    /// Puts the previous handle back, also if the acceptor panics.
+    struct Restore(Option<TendrilHandle>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            CURRENT.with(|c| *c.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(CURRENT.with(|c| c.replace(Some(handle.clone()))));
+    f()
 }
 
 /// The handle of the stream tendril whose acceptor is running, so an acceptor can keep a way
@@ -83,8 +89,8 @@ impl TendrilHandle {
 
     fn command(&self, command: Command) -> bool {
         match &self.route {
-            Route::Stream(tx) => tx.send(command).is_ok(),
-            Route::Datagram(tx, id) => tx.send((*id, command)).is_ok(),
+            Route::Stream(tx) => tx.unbounded_send(command).is_ok(),
+            Route::Datagram(tx, id) => tx.unbounded_send((*id, command)).is_ok(),
         }
     }
 
@@ -174,7 +180,7 @@ impl TendrilHandle {
     }
 }
 
-impl tendril_net::live::Tracked for TendrilHandle {
+impl crate::live::Tracked for TendrilHandle {
     fn key(&self) -> usize {
         Arc::as_ptr(&self.info) as usize
     }
