@@ -2,6 +2,7 @@
 //! async-std's executor, and tasks on smol's.
 
 use std::io;
+use std::time::Duration;
 use tendril_async_std::{get_manager, Manager, Spawner};
 use tendril_core::Addr;
 use tendril_core::Tendril;
@@ -48,6 +49,18 @@ fn start(
         manager.start(move |t| (lock(&acceptor))(t), wrapper),
     )?;
     Ok(Box::new(Running { manager, executor }))
+}
+
+fn connect_within(executor: Executor, target: &str, timeout: Duration) -> io::Result<()> {
+    let manager = get_manager("tcp", "")?;
+    manager.set_connect_timeout(timeout);
+    block_on(executor, async {
+        let silent = |_: &mut Tendril| Ok(Silent);
+        let handle = manager.connect(target, silent, WrapperChain::new()).await?;
+        handle.close();
+        manager.stop().await;
+        Ok(())
+    })
 }
 
 impl tendril_driver_suite::Server for Running {
@@ -99,6 +112,10 @@ mod on_async_std {
                 settings,
             )
         }
+
+        fn connect_within(&self, target: &str, timeout: Duration) -> io::Result<()> {
+            connect_within(Executor::AsyncStd, target, timeout)
+        }
     }
 
     tendril_driver_suite::driver_suite!(AsyncStd);
@@ -120,6 +137,10 @@ mod on_smol {
             settings: Settings,
         ) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
             start(Executor::Smol, proto, endpoint, acceptor, wrapper, settings)
+        }
+
+        fn connect_within(&self, target: &str, timeout: Duration) -> io::Result<()> {
+            connect_within(Executor::Smol, target, timeout)
         }
     }
 

@@ -64,6 +64,8 @@ pub struct Context {
     idle: Condvar,
     stop_hooks: Mutex<Vec<StopHook>>,
     stop_timeout: Mutex<Duration>,
+    /// What `set_connect_timeout` set: the longest a stream connect may take.
+    pub(crate) connect_timeout: Mutex<Option<Duration>>,
     stop_serial: Mutex<()>,
     /// What `set_config` and `set_udp_config` set.
     pub(crate) settings: tendril_net::ManagerSettings,
@@ -111,6 +113,7 @@ impl Context {
             idle: Condvar::new(),
             stop_hooks: Mutex::new(Vec::new()),
             stop_timeout: Mutex::new(Duration::from_secs(5)),
+            connect_timeout: Mutex::new(None),
             stop_serial: Mutex::new(()),
             settings: tendril_net::ManagerSettings::default(),
             framers: Mutex::new(tendril_net::identity_framers()),
@@ -364,6 +367,13 @@ impl Manager {
     /// Wrappers run on each accepted socket (stream protocols).
     pub fn set_accepted_wrapper(&self, wrapper: WrapperChain) {
         *lock(&self.ctx.accepted_wrapper) = wrapper;
+    }
+
+    /// How long [`connect`](Self::connect) waits for a stream connection to be established
+    /// (per address the target resolves to) before it fails with
+    /// [`TimedOut`](io::ErrorKind::TimedOut). Default: no limit but the system's.
+    pub fn set_connect_timeout(&self, timeout: Duration) {
+        *lock(&self.ctx.connect_timeout) = Some(timeout);
     }
 
     /// How long `stop()` lets connections close gracefully before aborting them (default 5 s).

@@ -422,7 +422,11 @@ impl Transport for Tcp {
         let mut last_error = None;
         for target in tendril_net::resolve(&target)? {
             let socket = tendril_net::tcp_connect_socket(local_ip, target, &wrapper)?;
-            match socket.connect(&target.into()) {
+            let connected = match *lock(&ctx.connect_timeout) {
+                Some(timeout) => socket.connect_timeout(&target.into(), timeout),
+                None => socket.connect(&target.into()),
+            };
+            match connected {
                 Ok(()) => {
                     let local = socket
                         .local_addr()?

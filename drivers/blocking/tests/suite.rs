@@ -1,6 +1,7 @@
 //! The driver-agnostic suite (`tendril-driver-suite`), run on the blocking driver.
 
 use std::io;
+use std::time::Duration;
 use tendril_blocking::{get_manager, Manager};
 use tendril_core::Addr;
 use tendril_core::Tendril;
@@ -24,6 +25,15 @@ impl tendril_driver_suite::Driver for Blocking {
         settings.apply(|c| manager.set_config(c), |u| manager.set_udp_config(u));
         manager.start(move |t| (lock(&acceptor))(t), wrapper)?;
         Ok(Box::new(Running(manager)))
+    }
+
+    fn connect_within(&self, target: &str, timeout: Duration) -> io::Result<()> {
+        let manager = get_manager("tcp", "")?;
+        manager.set_connect_timeout(timeout);
+        let handle = manager.connect(target, |_: &mut Tendril| Ok(Silent), WrapperChain::new())?;
+        handle.close();
+        manager.stop();
+        Ok(())
     }
 }
 

@@ -6,7 +6,7 @@
 //! | `socket` | socket wrappers, endpoint resolution, listening/connecting/datagram sockets |
 //! | `datagram` | [`UdpIo`] (batched receive with destination addresses) and the [`Outbox`] |
 //! | `app` | [`BoxApp`], the [`SharedAcceptor`], the [`FramerFactory`] |
-//! | `stream` | read growth of busy stream connections ([`grow_reads`]) |
+//! | `stream` | [`StreamConn`]: a stream connection's step function, and read growth ([`grow_reads`]) |
 //! | [`command`] | what handles ask of a connection, and the [`PendingSends`](command::PendingSends) |
 //! | [`live`] | a manager's table of live tendrils |
 //! | `isolated` | panic isolation: a panicking application ends only its own tendril ([`Isolated`]) |
@@ -57,4 +57,4 @@ pub use socket::{
     BACKLOG,
 };
 pub use socket2;
-pub use stream::{grow_reads, MAX_READ};
+pub use stream::{grow_reads, transient, Step, StreamConn, Wait, MAX_READ};

@@ -1,6 +1,14 @@
-//! What every driver does the same way with a stream connection's reads.
+//! A stream connection between its socket and the core, the same under every driver:
+//! [`StreamConn`], its step function, and how busy connections read more at a time.
 
+use bytes::BytesMut;
+use std::fmt;
+use std::io::{self, IoSlice};
+use std::time::Duration;
 use tendril_core::Tendril;
+
+use crate::command::{Command, PendingSends};
+use crate::BoxApp;
 
 /// The most a busy stream connection reads per system call (see [`grow_reads`]).
 pub const MAX_READ: usize = 64 * 1024;
@@ -15,5 +23,244 @@ pub fn grow_reads(tendril: &mut Tendril) {
     if config.read_size < MAX_READ {
         config.read_size = (config.read_size * 2).min(MAX_READ);
         tendril.set_config(config);
+    }
+}
+
+/// One stream connection between its socket and the core: the step function every driver runs,
+/// whatever its event loop. The driver does the system calls; this decides which ones.
+///
+/// The order of calls, from a readiness loop (mio, `poll(2)`), a completion loop (io_uring) or
+/// an async task alike:
+///
+/// 1. [`step`](Self::step): run what is due (waiting sends, dispatch of received frames to the
+///    application). It answers with what to do next:
+///    - [`Step::Shutdown`]: shut the socket's write side down (send FIN), report it with
+///      [`shutdown_done`](Self::shutdown_done), and step again;
+///    - [`Step::Closed`]: the connection is over; drop the socket;
+///    - [`Step::Wait`]: wait for what it names, then report each event, and step again.
+/// 2. Events, in any order:
+///    - a handle's command: [`command`](Self::command);
+///    - the socket is writable and [`wants_write`](Self::wants_write): one write of
+///      [`outgoing`](Self::outgoing), reported with [`write_done`](Self::write_done);
+///    - the socket is readable and [`wants_read`](Self::wants_read): one read into
+///      [`read_buf`](Self::read_buf), at most its limit, reported with
+///      [`read_done`](Self::read_done) (`Ok(0)` is the peer's EOF);
+///    - a read would block: [`idle`](Self::idle) gives back buffers an idle connection does not
+///      need;
+///    - the deadline passed: [`timer`](Self::timer).
+///
+/// Errors that only mean "not now" (`WouldBlock`, `TimedOut`, `Interrupted`) may be reported
+/// as they are: they change nothing.
+///
+/// ```
+/// use tendril_core::{Line, Proto, Tendril};
+/// use tendril_net::{acceptor, Step, StreamConn};
+///
+/// # struct Echo;
+/// # impl tendril_core::Application for Echo {
+/// #     fn recv_frame(&mut self, t: &mut Tendril, f: bytes::Bytes) -> Result<(), tendril_core::AppError> {
+/// #         t.send_frame(f)?; Ok(())
+/// #     }
+/// # }
+/// let mut tendril = Tendril::new(Proto::TCP, Line::lf(), Line::lf());
+/// let app = (acceptor(|_: &mut Tendril| Ok(Echo)).lock().unwrap())(&mut tendril).unwrap();
+/// let mut conn = StreamConn::new(tendril, app);
+/// let now = std::time::Duration::ZERO;
+///
+/// // The socket had a line to read…
+/// assert!(matches!(conn.step(), Step::Wait(_)));
+/// let (buf, _limit) = conn.read_buf();
+/// buf.extend_from_slice(b"hi\n");
+/// conn.read_done(now, Ok(3));
+/// // …so after the next step there is a reply to write.
+/// assert!(matches!(conn.step(), Step::Wait(w) if w.write));
+/// let mut slices = [std::io::IoSlice::new(&[]); 4];
+/// let n = conn.outgoing(&mut slices);
+/// assert_eq!(&*slices[..n][0], b"hi\n");
+/// conn.write_done(now, Ok(3));
+/// assert!(!conn.wants_write());
+/// ```
+pub struct StreamConn {
+    tendril: Tendril,
+    app: BoxApp,
+    pending: PendingSends,
+    /// The limit of the read [`read_buf`](Self::read_buf) handed out last.
+    read_limit: usize,
+}
+
+/// What [`StreamConn::step`] asks of the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Shut the write side down, then report it with [`StreamConn::shutdown_done`].
+    Shutdown,
+    /// Wait for any of these.
+    Wait(Wait),
+    /// The connection is over.
+    Closed,
+}
+
+/// What a connection waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wait {
+    /// Bytes to read (or the peer's EOF).
+    pub read: bool,
+    /// Room to write: bytes are queued.
+    pub write: bool,
+    /// The core's next deadline, on the manager's clock.
+    pub deadline: Option<Duration>,
+}
+
+impl fmt::Debug for StreamConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamConn")
+            .field("tendril", &self.tendril)
+            .field("pending", &self.pending)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors that say "not now" rather than "broken".
+pub fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+impl StreamConn {
+    /// A connection for `tendril`, run by `app`.
+    pub fn new(tendril: Tendril, app: BoxApp) -> Self {
+        StreamConn {
+            tendril,
+            app,
+            pending: PendingSends::default(),
+            read_limit: 0,
+        }
+    }
+
+    /// The tendril.
+    pub fn tendril(&self) -> &Tendril {
+        &self.tendril
+    }
+
+    /// Run what is due and say what to do next.
+    pub fn step(&mut self) -> Step {
+        self.pending.retry(&mut self.tendril);
+        self.tendril.dispatch(&mut *self.app);
+        if self.tendril.wants_shutdown() {
+            return Step::Shutdown;
+        }
+        if self.tendril.is_closed() {
+            self.pending.retry(&mut self.tendril);
+            return Step::Closed;
+        }
+        Step::Wait(Wait {
+            read: self.wants_read(),
+            write: self.wants_write(),
+            deadline: self.tendril.poll_timeout(),
+        })
+    }
+
+    /// A handle's command.
+    pub fn command(&mut self, command: Command) {
+        self.pending.apply(&mut self.tendril, command);
+    }
+
+    /// Close gracefully (e.g. the manager stops).
+    pub fn close(&mut self) {
+        if self.tendril.is_open() {
+            self.tendril.close();
+        }
+    }
+
+    /// Close at once, dropping queued bytes.
+    pub fn abort(&mut self) {
+        self.tendril.abort();
+    }
+
+    /// `true` while the connection takes bytes.
+    pub fn wants_read(&self) -> bool {
+        self.tendril.wants_read()
+    }
+
+    /// `true` while bytes are queued to send.
+    pub fn wants_write(&self) -> bool {
+        self.tendril.transmit_len() > 0
+    }
+
+    /// Where the next read goes, and the most it should read.
+    pub fn read_buf(&mut self) -> (&mut BytesMut, usize) {
+        let size = self.tendril.config().read_size.max(1);
+        let buf = self.tendril.read_buf();
+        self.read_limit = size.min(buf.capacity() - buf.len()).max(1);
+        (buf, self.read_limit)
+    }
+
+    /// A read into [`read_buf`](Self::read_buf) ended: `Ok(n)` bytes were appended (`Ok(0)`:
+    /// the peer's EOF).
+    pub fn read_done(&mut self, now: Duration, result: io::Result<usize>) {
+        match result {
+            Ok(0) => self.tendril.handle_eof(now),
+            Ok(n) => {
+                if n >= self.read_limit {
+                    grow_reads(&mut self.tendril);
+                }
+                self.tendril.handle_read(now, n);
+            }
+            Err(e) if transient(&e) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "read failed");
+                self.tendril.handle_error(now, e.to_string());
+            }
+        }
+    }
+
+    /// The queued bytes, as slices for one vectored write; returns how many slices were filled.
+    pub fn outgoing<'a>(&'a mut self, slices: &mut [IoSlice<'a>]) -> usize {
+        bytes::Buf::chunks_vectored(&*self.tendril.transmit(), slices)
+    }
+
+    /// A write of [`outgoing`](Self::outgoing) ended: `Ok(n)` bytes were taken.
+    pub fn write_done(&mut self, now: Duration, result: io::Result<usize>) {
+        match result {
+            Ok(0) => self
+                .tendril
+                .handle_error(now, "the socket accepted no bytes"),
+            Ok(n) => bytes::Buf::advance(self.tendril.transmit(), n),
+            Err(e) if transient(&e) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "write failed");
+                self.tendril.handle_error(now, e.to_string());
+            }
+        }
+    }
+
+    /// The write side was shut down (or shutting it down failed: the connection goes on to
+    /// close either way).
+    pub fn shutdown_done(&mut self, now: Duration, result: io::Result<()>) {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "shutdown failed");
+        }
+        self.tendril.handle_shutdown(now);
+    }
+
+    /// The deadline passed.
+    pub fn timer(&mut self, now: Duration) {
+        self.tendril.handle_timeout(now);
+    }
+
+    /// A read would block: give back the buffers an idle connection does not need.
+    pub fn idle(&mut self) {
+        self.tendril.release_idle_buffers();
+    }
+
+    /// End the connection with an error (e.g. its task could not start), telling the
+    /// application, unless it is closed already.
+    pub fn fail(&mut self, now: Duration, message: &str) {
+        if !self.tendril.is_closed() {
+            self.tendril.handle_error(now, message);
+            self.tendril.dispatch(&mut *self.app);
+        }
+        self.pending.fail_all();
     }
 }

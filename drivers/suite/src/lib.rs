@@ -65,6 +65,10 @@ pub trait Driver {
     ) -> io::Result<Box<dyn Server>> {
         self.start_with(proto, endpoint, acceptor, wrapper, Settings::default())
     }
+
+    /// Connect over TCP to `target` from a new manager (endpoint `""`) whose connect timeout
+    /// is `timeout`, with [`Silent`]; on success, close the connection again.
+    fn connect_within(&self, target: &str, timeout: Duration) -> io::Result<()>;
 }
 
 /// A running manager.
@@ -429,6 +433,72 @@ pub fn unix_echo(driver: &dyn Driver, tag: &str) {
     drop(client);
     assert_eq!(next_close(&closes), "closed by the peer");
     server.stop();
+}
+
+/// Socket wrappers run on Unix sockets too: the listening socket's wrapper runs before it
+/// binds (a failing one fails `start` with its error), and sees a Unix-domain socket.
+#[cfg(unix)]
+pub fn unix_listeners_run_their_wrappers(driver: &dyn Driver, tag: &str) {
+    let dir = std::env::temp_dir().join(format!("tendril-wrap-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("wrapped.sock");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let wrapper = WrapperChain::new().chain(move |socket: &socket2::Socket| {
+        record.lock().unwrap().push(socket.domain()?);
+        Ok(())
+    });
+    let (acceptor, closes) = echo(lines, false);
+    let server = driver
+        .start("unix", path.to_str().unwrap(), acceptor, wrapper)
+        .unwrap();
+    assert_eq!(*seen.lock().unwrap(), [socket2::Domain::UNIX]);
+    let mut client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    client.write_all(b"wrapped\r\n").unwrap();
+    assert_eq!(read_n(&mut client, 9), b"wrapped\r\n");
+    drop(client);
+    assert_eq!(next_close(&closes), "closed by the peer");
+    server.stop();
+
+    let refusing =
+        WrapperChain::new().chain(|_: &socket2::Socket| Err(io::Error::other("wrapper says no")));
+    let (acceptor, _) = echo(lines, false);
+    let failed = driver.start(
+        "unix",
+        dir.join("refused.sock").to_str().unwrap(),
+        acceptor,
+        refusing,
+    );
+    let error = failed.err().expect("a failing wrapper fails start");
+    assert!(error.to_string().contains("wrapper says no"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A connect that gets no answer fails with `TimedOut` once the manager's connect timeout has
+/// passed, not after the system's minutes of SYN retries. The peer is a loopback listener whose
+/// accept queue is full, so the kernel drops further SYNs.
+pub fn a_connect_that_gets_no_answer_times_out(driver: &dyn Driver) {
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    // Fill the accept queue (nobody accepts): backlog 0 takes one or two, depending on the kernel.
+    let mut filling = Vec::new();
+    for _ in 0..4 {
+        if let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            filling.push(s);
+        }
+    }
+    let started = std::time::Instant::now();
+    let result = driver.connect_within(&addr.to_string(), Duration::from_millis(300));
+    let error = result.expect_err("nobody answers, so the connect fails");
+    assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{error}");
+    assert!(started.elapsed() < WAIT, "took {:?}", started.elapsed());
+    drop(filling);
 }
 
 /// The original's switching case over a real socket, all in one write.
@@ -835,6 +905,15 @@ macro_rules! driver_suite {
         #[test]
         fn suite_unix_echo() {
             $crate::unix_echo(&suite_driver(), stringify!($driver));
+        }
+        #[cfg(unix)]
+        #[test]
+        fn suite_unix_listeners_run_their_wrappers() {
+            $crate::unix_listeners_run_their_wrappers(&suite_driver(), stringify!($driver));
+        }
+        #[test]
+        fn suite_a_connect_that_gets_no_answer_times_out() {
+            $crate::a_connect_that_gets_no_answer_times_out(&suite_driver());
         }
         #[test]
         fn suite_switching_with_pipelined_input() {

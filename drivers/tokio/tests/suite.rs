@@ -1,6 +1,7 @@
 //! The driver-agnostic suite (`tendril-driver-suite`), run on the Tokio driver.
 
 use std::io;
+use std::time::Duration;
 use tendril_core::Addr;
 use tendril_core::Tendril;
 use tendril_driver_suite::{Settings, Silent};
@@ -33,6 +34,21 @@ impl tendril_driver_suite::Driver for Tokio {
         settings.apply(|c| manager.set_config(c), |u| manager.set_udp_config(u));
         runtime.block_on(manager.start(move |t| (lock(&acceptor))(t), wrapper))?;
         Ok(Box::new(Running { runtime, manager }))
+    }
+
+    fn connect_within(&self, target: &str, timeout: Duration) -> io::Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let manager = get_manager("tcp", "")?;
+        manager.set_connect_timeout(timeout);
+        runtime.block_on(async {
+            let silent = |_: &mut Tendril| Ok(Silent);
+            let handle = manager.connect(target, silent, WrapperChain::new()).await?;
+            handle.close();
+            manager.stop().await;
+            Ok(())
+        })
     }
 }
 

@@ -13,8 +13,7 @@ use tracing::Instrument;
 use super::adapter::StreamIo;
 use super::handle::{with_current, Command, Route};
 use super::{Shared, TendrilHandle};
-use crate::command::PendingSends;
-use crate::{lock, BoxApp, SharedAcceptor};
+use crate::{lock, BoxApp, SharedAcceptor, Step, StreamConn};
 
 /// The most buffers one vectored write hands to the kernel.
 const MAX_IOVECS: usize = 64;
@@ -58,100 +57,72 @@ impl Drop for Registered {
     }
 }
 
-/// The connection's loop: run what the tendril asks for (dispatch, shutdown), then wait for
-/// whichever comes first of a command, room to write, bytes to read and the next deadline.
+/// The connection's loop: [`StreamConn::step`], then wait for whichever comes first of a
+/// command, room to write, bytes to read and the deadline, in the order the step function
+/// documents.
 async fn run(
     shared: &Shared,
     mut io: Box<dyn StreamIo>,
-    mut tendril: Tendril,
-    mut app: BoxApp,
+    tendril: Tendril,
+    app: BoxApp,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
-    let mut waiting = PendingSends::default();
+    let mut conn = StreamConn::new(tendril, app);
     let mut commands_open = true;
     let mut timer = shared.runtime().timer();
     let mut armed = None;
     loop {
-        waiting.retry(&mut tendril);
-        tendril.dispatch(&mut *app);
-        if tendril.wants_shutdown() {
-            if let Err(e) = io.socket().shutdown(Shutdown::Write) {
-                tracing::debug!(error = %e, "shutdown failed");
+        let wait = match conn.step() {
+            Step::Shutdown => {
+                let result = io.socket().shutdown(Shutdown::Write);
+                conn.shutdown_done(shared.now(), result);
+                continue;
             }
-            tendril.handle_shutdown(shared.now());
-            tendril.dispatch(&mut *app);
-        }
-        if tendril.is_closed() {
-            waiting.retry(&mut tendril);
-            break;
-        }
-        let deadline = tendril.poll_timeout();
-        if deadline != armed {
-            if let Some(at) = deadline {
+            Step::Closed => break,
+            Step::Wait(wait) => wait,
+        };
+        if wait.deadline != armed {
+            if let Some(at) = wait.deadline {
                 timer.reset(shared.instant(at));
             }
-            armed = deadline;
+            armed = wait.deadline;
         }
         poll_fn(|cx| {
             let mut ready = false;
             while commands_open {
                 match commands.poll_next_unpin(cx) {
                     Poll::Ready(Some(command)) => {
-                        waiting.apply(&mut tendril, command);
+                        conn.command(command);
                         ready = true;
                     }
                     Poll::Ready(None) => commands_open = false,
                     Poll::Pending => break,
                 }
             }
-            if !tendril.transmit().is_empty() {
+            if conn.wants_write() {
                 let written = {
                     let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-                    let count = bytes::Buf::chunks_vectored(&*tendril.transmit(), &mut slices);
+                    let count = conn.outgoing(&mut slices);
                     io.poll_write(cx, &slices[..count])
                 };
-                match written {
-                    Poll::Ready(Ok(0)) => {
-                        tendril.handle_error(shared.now(), "the socket accepted no bytes");
-                        ready = true;
-                    }
-                    Poll::Ready(Ok(n)) => {
-                        bytes::Buf::advance(tendril.transmit(), n);
-                        ready = true;
-                    }
-                    Poll::Ready(Err(e)) => {
-                        tendril.handle_error(shared.now(), e.to_string());
-                        ready = true;
-                    }
-                    Poll::Pending => {}
+                if let Poll::Ready(result) = written {
+                    conn.write_done(shared.now(), result);
+                    ready = true;
                 }
             }
-            if tendril.wants_read() {
-                let limit = tendril.config().read_size.max(1);
-                let buf = tendril.read_buf();
-                let limit = limit.min(buf.capacity() - buf.len());
+            if conn.wants_read() {
+                let (buf, limit) = conn.read_buf();
                 match io.poll_read(cx, buf, limit) {
-                    Poll::Ready(Ok(0)) => {
-                        tendril.handle_eof(shared.now());
+                    Poll::Ready(result) => {
+                        conn.read_done(shared.now(), result);
                         ready = true;
                     }
-                    Poll::Ready(Ok(n)) => {
-                        if n == limit {
-                            crate::grow_reads(&mut tendril);
-                        }
-                        tendril.handle_read(shared.now(), n);
-                        ready = true;
-                    }
-                    Poll::Ready(Err(e)) => {
-                        tendril.handle_error(shared.now(), e.to_string());
-                        ready = true;
-                    }
-                    Poll::Pending => tendril.release_idle_buffers(),
+                    Poll::Pending => conn.idle(),
                 }
             }
             if armed.is_some() && timer.poll_fired(cx).is_ready() {
                 armed = None;
-                tendril.handle_timeout(shared.now());
+                conn.timer(shared.now());
                 ready = true;
             }
             if ready {
@@ -162,5 +133,5 @@ async fn run(
         })
         .await;
     }
-    tracing::debug!(stats = ?tendril.stats(), "finished");
+    tracing::debug!(stats = ?conn.tendril().stats(), "finished");
 }
