@@ -4,7 +4,6 @@
 use bytes::BytesMut;
 use futures::future::BoxFuture;
 use socket2::{SockRef, Socket};
-use std::fmt;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::os::fd::BorrowedFd;
@@ -23,7 +22,6 @@ use std::time::Instant;
 /// use tendril_net::runtime::{Listener, Readiness, Runtime, StreamIo, Timer};
 ///
 /// /// A runtime that cannot do anything: enough to show the shape.
-/// #[derive(Debug)]
 /// struct Nothing;
 ///
 /// impl Runtime for Nothing {
@@ -42,7 +40,7 @@ use std::time::Instant;
 ///     }
 /// }
 /// ```
-pub trait Runtime: Send + Sync + fmt::Debug + 'static {
+pub trait Runtime: Send + Sync + 'static {
     /// Run `task` to completion, detached.
     fn spawn(&self, task: BoxFuture<'static, ()>);
 

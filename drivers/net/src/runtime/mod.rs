@@ -24,7 +24,6 @@
 //! ```
 //! use std::sync::Arc;
 //! # use tendril_net::runtime::{Listener, Readiness, Runtime, StreamIo, Timer};
-//! # #[derive(Debug)]
 //! # struct MyRuntime;
 //! # impl Runtime for MyRuntime {
 //! #     fn spawn(&self, _: futures::future::BoxFuture<'static, ()>) {}

@@ -38,7 +38,6 @@ impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared")
             .field("proto", &self.proto)
-            .field("runtime", &self.runtime)
             .field("running", &self.life.is_running())
             .finish_non_exhaustive()
     }
