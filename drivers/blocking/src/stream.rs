@@ -1,21 +1,20 @@
 //! Stream connections (TCP, Unix): one thread per connection moves bytes and time.
 
-use bytes::Buf;
 use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::Duration;
-use tendril_core::{Addr, Proto, Tendril};
+use tendril_core::{Addr, Proto};
 use tendril_net::WrapperChain;
 
 use crate::handle::{with_current, Command, Route};
-use crate::manager::{lock, BoxApp, Context, SharedAcceptor};
+use crate::manager::{lock, Context, SharedAcceptor};
 use crate::readiness::Readiness;
 use crate::registry::Transport;
 use crate::TendrilHandle;
-use tendril_net::command::PendingSends;
+use tendril_net::{Step, StreamConn};
 
 /// The longest a write to a peer that does not read holds a connection's thread before it
 /// looks at commands and timers again (the socket's send timeout).
@@ -38,13 +37,7 @@ pub(crate) enum StreamMsg {
     Command(Command),
 }
 
-/// Errors that say "not now" rather than "broken".
-pub(crate) fn transient(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
-}
+pub(crate) use tendril_net::transient;
 
 /// Run a connected byte stream as a tendril: make the tendril, ask `acceptor`, and start the
 /// connection's thread. Returns once the acceptor decided; a rejection is an error of kind
@@ -86,19 +79,20 @@ pub fn spawn_stream(
     let mut conn = Conn {
         ctx: ctx.clone(),
         socket,
-        tendril,
-        app,
+        conn: StreamConn::new(tendril, app),
         rx,
         _tx: tx,
         readiness: None,
         readable: false,
-        waiting: PendingSends::default(),
         handle: handle.clone(),
     };
     match readiness {
         Ok(readiness) => conn.readiness = Some(readiness),
         Err(e) => {
-            conn.fail(&format!("could not start the connection's threads: {e}"));
+            conn.conn.fail(
+                ctx.now(),
+                &format!("could not start the connection's threads: {e}"),
+            );
             return Err(e);
         }
     }
@@ -112,20 +106,18 @@ pub fn spawn_stream(
     Ok(handle)
 }
 
-/// One stream connection, on its own thread.
+/// One stream connection, on its own thread: the kit's [`StreamConn`] step function, driven by
+/// blocking calls and the readiness helper.
 struct Conn {
     ctx: Arc<Context>,
     socket: Arc<Socket>,
-    tendril: Tendril,
-    app: BoxApp,
+    conn: StreamConn,
     rx: Receiver<StreamMsg>,
     /// Keeps the channel open while the connection runs.
     _tx: Sender<StreamMsg>,
     readiness: Option<Readiness>,
     /// The readiness helper reported the socket readable and it was not read yet.
     readable: bool,
-    /// Frames from handles that wait for room in the outgoing queue.
-    waiting: PendingSends,
     handle: TendrilHandle,
 }
 
@@ -135,56 +127,51 @@ impl Conn {
         tracing::debug!("opened");
         loop {
             self.follow_stop();
-            self.waiting.retry(&mut self.tendril);
-            self.tendril.dispatch(&mut *self.app);
-            if self.tendril.wants_shutdown() {
-                if let Err(e) = self.socket.shutdown(Shutdown::Write) {
-                    tracing::debug!(error = %e, "shutdown failed");
+            let wait = match self.conn.step() {
+                Step::Shutdown => {
+                    let result = self.socket.shutdown(Shutdown::Write);
+                    self.conn.shutdown_done(self.ctx.now(), result);
+                    continue;
                 }
-                self.tendril.handle_shutdown(self.ctx.now());
-                self.tendril.dispatch(&mut *self.app);
-            }
-            if self.tendril.is_closed() {
-                self.waiting.retry(&mut self.tendril);
-                break;
-            }
+                Step::Closed => break,
+                Step::Wait(wait) => wait,
+            };
             // A write that took bytes (or failed) may have made room, finished a close or
-            // ended the connection: the top of the loop looks at that before any wait.
-            let wrote = !self.tendril.transmit().is_empty() && self.write();
-            if self.readable && self.tendril.wants_read() {
+            // ended the connection: the next step looks at that before any wait.
+            let wrote = wait.write && self.write();
+            if self.readable && wait.read {
                 self.read();
                 continue;
             }
-            if !self.readable && self.tendril.wants_read() {
+            if !self.readable && wait.read {
                 if let Some(readiness) = &mut self.readiness {
                     readiness.arm();
                 }
             }
             let now = self.ctx.now();
-            let deadline = self.tendril.poll_timeout();
-            if deadline.is_some_and(|at| now >= at) {
-                self.tendril.handle_timeout(now);
+            if wait.deadline.is_some_and(|at| now >= at) {
+                self.conn.timer(now);
                 continue;
             }
-            if wrote || !self.tendril.transmit().is_empty() {
+            if wrote || self.conn.wants_write() {
                 // Look at what came in without waiting, then write again.
                 self.drain();
             } else {
                 if self.readiness.as_ref().is_some_and(Readiness::is_armed) {
-                    self.tendril.release_idle_buffers();
+                    self.conn.idle();
                 }
-                self.wait(deadline.map(|at| at - now));
+                self.wait(wait.deadline.map(|at| at - now));
             }
         }
-        tracing::debug!(stats = ?self.tendril.stats(), "closed");
+        tracing::debug!(stats = ?self.conn.tendril().stats(), "closed");
     }
 
     /// Close (or abort) when the manager stops; also covers tendrils started during `stop`.
     fn follow_stop(&mut self) {
         if self.ctx.is_aborting() {
-            self.tendril.abort();
-        } else if self.ctx.is_stopping() && self.tendril.is_open() {
-            self.tendril.close();
+            self.conn.abort();
+        } else if self.ctx.is_stopping() {
+            self.conn.close();
         }
     }
 
@@ -214,11 +201,10 @@ impl Conn {
                 }
                 match result {
                     Ok(()) => self.readable = true,
-                    Err(e) if transient(&e) => {}
-                    Err(e) => self.tendril.handle_error(self.ctx.now(), e.to_string()),
+                    Err(e) => self.conn.read_done(self.ctx.now(), Err(e)),
                 }
             }
-            StreamMsg::Command(command) => self.waiting.apply(&mut self.tendril, command),
+            StreamMsg::Command(command) => self.conn.command(command),
         }
     }
 
@@ -226,58 +212,28 @@ impl Conn {
     /// block.
     fn read(&mut self) {
         self.readable = false;
-        let size = self.tendril.config().read_size.max(1);
-        let buf = self.tendril.read_buf();
-        let start = buf.len();
-        buf.resize(start + size, 0);
-        let result = (&*self.socket).read(&mut buf[start..]);
-        buf.truncate(start + *result.as_ref().unwrap_or(&0));
-        let now = self.ctx.now();
-        match result {
-            Ok(0) => self.tendril.handle_eof(now),
-            Ok(n) => {
-                if n == size {
-                    tendril_net::grow_reads(&mut self.tendril);
-                }
-                self.tendril.handle_read(now, n)
-            }
-            Err(e) if transient(&e) => {}
-            Err(e) => {
-                tracing::debug!(error = %e, "read failed");
-                self.tendril.handle_error(now, e.to_string());
-            }
+        let socket = &*self.socket;
+        let (buf, limit) = self.conn.read_buf();
+        let read = tendril_net::runtime::read_zeroed(buf, limit, |room| {
+            std::task::Poll::Ready((&*socket).read(room))
+        });
+        if let std::task::Poll::Ready(result) = read {
+            self.conn.read_done(self.ctx.now(), result);
         }
     }
 
     /// One vectored write of the queued bytes; blocks at most [`WRITE_SLICE`]. `false` if the
     /// socket took nothing in that time.
     fn write(&mut self) -> bool {
+        let socket = &*self.socket;
         let result = {
-            let out = self.tendril.transmit();
             let mut slices = [IoSlice::new(&[]); MAX_IOV];
-            let count = out.chunks_vectored(&mut slices);
-            (&*self.socket).write_vectored(&slices[..count])
+            let count = self.conn.outgoing(&mut slices);
+            (&*socket).write_vectored(&slices[..count])
         };
-        match result {
-            Ok(0) => self
-                .tendril
-                .handle_error(self.ctx.now(), "the socket accepted no bytes"),
-            Ok(n) => self.tendril.transmit().advance(n),
-            Err(e) if transient(&e) => return false,
-            Err(e) => {
-                tracing::debug!(error = %e, "write failed");
-                self.tendril.handle_error(self.ctx.now(), e.to_string());
-            }
-        }
-        true
-    }
-
-    /// End the connection with an error before its thread ran (or after it died).
-    fn fail(&mut self, message: &str) {
-        if !self.tendril.is_closed() {
-            self.tendril.handle_error(self.ctx.now(), message);
-            self.tendril.dispatch(&mut *self.app);
-        }
+        let took = !matches!(&result, Err(e) if tendril_net::transient(e));
+        self.conn.write_done(self.ctx.now(), result);
+        took
     }
 }
 
@@ -286,11 +242,11 @@ impl Drop for Conn {
         // Normally the tendril is closed by now; if the thread never started, report it. After
         // a panic in the application, no more callbacks.
         if !std::thread::panicking() {
-            self.fail("the connection's thread ended early");
+            self.conn
+                .fail(self.ctx.now(), "the connection's thread ended early");
         }
         // Listed as closed before the peer can see the socket close.
         self.ctx.unregister(&self.handle);
-        self.waiting.fail_all();
         if let Some(mut readiness) = self.readiness.take() {
             let socket = self.socket.clone();
             readiness.finish(move || {
