@@ -10,9 +10,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tendril_blocking::{get_manager, Manager, WrapperChain};
-use tendril_core::{
-    AppError, Application, Chunk, CloseReason, Config, LengthPrefixed, Line, Reject, Tendril,
-};
+use tendril_core::{AppError, Application, CloseReason, Config, Line, Reject, Tendril};
 
 /// The longest any step may take before the test fails instead of hanging.
 const GUARD: Duration = Duration::from_secs(10);
@@ -97,58 +95,6 @@ fn next_close(closed: &Receiver<String>) -> String {
 }
 
 #[test]
-fn tcp_echo_over_ipv4_and_ipv6_loopback() {
-    for endpoint in ["127.0.0.1:0", "[::1]:0"] {
-        let (manager, seen, closed) = line_echo("tcp", endpoint);
-        let mut c = client(port_addr(&manager));
-        c.write_all(b"hello\r\nworld\r\n").unwrap();
-        assert_eq!(read_exactly(&mut c, 14), b"hello\r\nworld\r\n");
-        drop(c);
-        assert_eq!(next_close(&closed), "closed by the peer");
-        assert_eq!(seen.lock().unwrap().frames, ["hello", "world"]);
-        manager.stop();
-    }
-}
-
-#[test]
-fn udp_echo_over_ipv4_and_ipv6_loopback() {
-    for (endpoint, client_addr) in [("127.0.0.1:0", "127.0.0.1:0"), ("[::1]:0", "[::1]:0")] {
-        let manager = get_manager("udp", endpoint).unwrap();
-        let seen = Shared::default();
-        let s = seen.clone();
-        manager
-            .start(
-                move |_t: &mut Tendril| {
-                    Ok(Echo {
-                        seen: s.clone(),
-                        closed_tx: None,
-                    })
-                },
-                WrapperChain::new(),
-            )
-            .unwrap();
-        let client = UdpSocket::bind(client_addr).unwrap();
-        client.set_read_timeout(Some(GUARD)).unwrap();
-        client.connect(port_addr(&manager)).unwrap();
-        for msg in [&b"one"[..], b"two", &[7u8; 60_000]] {
-            client.send(msg).unwrap();
-            let mut buf = vec![0; 65_536];
-            let n = client.recv(&mut buf).unwrap();
-            assert_eq!(&buf[..n], msg, "a whole datagram comes back");
-        }
-        let local = manager.local_addr().unwrap();
-        let remote = client.local_addr().unwrap().into();
-        assert!(
-            manager.find(&local, &remote).is_some(),
-            "the peer is tracked"
-        );
-        assert_eq!(seen.lock().unwrap().frames.len(), 3);
-        manager.stop();
-        assert!(manager.tendrils().is_empty());
-    }
-}
-
-#[test]
 fn udp_connect_out_to_a_std_peer() {
     let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
     peer.set_read_timeout(Some(GUARD)).unwrap();
@@ -178,52 +124,6 @@ fn udp_connect_out_to_a_std_peer() {
     manager.stop();
     assert!(handle.is_closed());
     assert!(!handle.send_frame_nowait(Bytes::from("late")));
-}
-
-#[cfg(unix)]
-#[test]
-fn unix_socket_echo_through_the_registered_extension() {
-    let dir = std::env::temp_dir().join(format!("tendril-blocking-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("echo.sock");
-    let (manager, seen, closed) = line_echo("unix", path.to_str().unwrap());
-    let mut c = std::os::unix::net::UnixStream::connect(&path).unwrap();
-    c.set_read_timeout(Some(GUARD)).unwrap();
-    c.write_all(b"over unix\r\n").unwrap();
-    assert_eq!(read_exactly(&mut c, 11), b"over unix\r\n");
-    drop(c);
-    assert_eq!(next_close(&closed), "closed by the peer");
-    assert_eq!(seen.lock().unwrap().frames, ["over unix"]);
-
-    // The same extension connects out, too.
-    let out = get_manager("unix", "").unwrap();
-    let (tx, replies) = mpsc::channel();
-    struct Client(Sender<Bytes>);
-    impl Application for Client {
-        fn recv_frame(&mut self, _: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
-            let _ = self.0.send(frame);
-            Ok(())
-        }
-    }
-    let handle = out
-        .connect(
-            path.to_str().unwrap(),
-            move |t: &mut Tendril| {
-                t.set_recv_framer(Line::crlf());
-                t.set_send_framer(Line::crlf());
-                Ok(Client(tx.clone()))
-            },
-            WrapperChain::new(),
-        )
-        .unwrap();
-    handle.send_frame(Bytes::from("back")).unwrap();
-    assert_eq!(replies.recv_timeout(GUARD).unwrap(), "back");
-    out.stop();
-    assert_eq!(next_close(&closed), "closed by the peer");
-
-    manager.stop();
-    assert!(!path.exists(), "the socket file is removed on stop");
-    let _ = std::fs::remove_dir(&dir);
 }
 
 #[cfg(unix)]
@@ -335,143 +235,6 @@ fn a_udp_application_connects_out_from_its_own_callback() {
     let n = relay_target.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"relay me");
     manager.stop();
-}
-
-/// DATA switches to five raw bytes, then back to lines.
-struct Switcher {
-    seen: Shared,
-    after_data: bool,
-}
-
-impl Application for Switcher {
-    fn recv_frame(&mut self, t: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
-        self.seen.lock().unwrap().frames.push(frame.clone());
-        if frame == "DATA" {
-            t.set_recv_framer(Chunk::new(5));
-            self.after_data = true;
-        } else if self.after_data {
-            t.set_recv_framer(Line::crlf());
-            self.after_data = false;
-        }
-        t.send_frame(frame)?;
-        Ok(())
-    }
-}
-
-#[test]
-fn framer_switching_over_a_real_socket_with_pipelined_input() {
-    let manager = get_manager("tcp", "127.0.0.1:0").unwrap();
-    let seen = Shared::default();
-    let s = seen.clone();
-    manager
-        .start(
-            move |t: &mut Tendril| {
-                t.set_recv_framer(Line::crlf());
-                t.set_send_framer(LengthPrefixed::u8());
-                Ok(Switcher {
-                    seen: s.clone(),
-                    after_data: false,
-                })
-            },
-            WrapperChain::new(),
-        )
-        .unwrap();
-    let mut c = client(port_addr(&manager));
-    c.write_all(b"DATA\r\n12345rest\r\nnext\r\n").unwrap();
-    let reply = read_exactly(&mut c, 5 + 6 + 5 + 5);
-    assert_eq!(reply, b"\x04DATA\x0512345\x04rest\x04next");
-    assert_eq!(
-        seen.lock().unwrap().frames,
-        ["DATA", "12345", "rest", "next"]
-    );
-    manager.stop();
-}
-
-#[test]
-fn closed_is_reported_once_on_peer_eof_reset_and_local_close() {
-    let (manager, _seen, closed) = line_echo("tcp", "127.0.0.1:0");
-    let addr = port_addr(&manager);
-
-    let c = client(addr);
-    drop(c);
-    assert_eq!(next_close(&closed), "closed by the peer");
-
-    let c = client(addr);
-    tendril_net::socket2::SockRef::from(&c)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(c); // RST
-    let reason = next_close(&closed);
-    assert!(
-        reason.starts_with("I/O error") || reason == "closed by the peer",
-        "{reason}"
-    );
-
-    let mut c = client(addr);
-    c.write_all(b"QUIT\r\n").unwrap();
-    let mut rest = Vec::new();
-    c.read_to_end(&mut rest).unwrap();
-    assert!(rest.is_empty(), "the server closed without a reply");
-    assert_eq!(next_close(&closed), "closed locally");
-
-    manager.stop();
-    assert!(closed.try_recv().is_err(), "no second close for anyone");
-}
-
-#[test]
-fn a_peer_that_disconnects_mid_frame_gets_a_truncated_close() {
-    let manager = get_manager("tcp", "127.0.0.1:0").unwrap();
-    let (tx, closed) = mpsc::channel();
-    manager
-        .start(
-            move |t: &mut Tendril| {
-                t.set_recv_framer(LengthPrefixed::u16_be());
-                Ok(Echo {
-                    seen: Shared::default(),
-                    closed_tx: Some(tx.clone()),
-                })
-            },
-            WrapperChain::new(),
-        )
-        .unwrap();
-    let mut c = client(port_addr(&manager));
-    c.write_all(&[0, 100, b'a', b'b']).unwrap();
-    drop(c);
-    let reason = next_close(&closed);
-    assert!(
-        reason.starts_with("framing error: input ended inside a length-prefixed frame"),
-        "{reason}"
-    );
-    manager.stop();
-}
-
-#[test]
-fn stop_closes_the_listener_and_every_tendril_once() {
-    let (manager, _seen, closed) = line_echo("tcp", "127.0.0.1:0");
-    let addr = port_addr(&manager);
-    let mut clients = Vec::new();
-    for _ in 0..5 {
-        let mut c = client(addr);
-        c.write_all(b"hi\r\n").unwrap();
-        read_exactly(&mut c, 4);
-        clients.push(c);
-    }
-    assert!(manager.running());
-    assert_eq!(manager.tendrils().len(), 5);
-    let started = Instant::now();
-    manager.stop();
-    let took = started.elapsed();
-    assert!(took < Duration::from_secs(1), "stop took {took:?}");
-    assert!(!manager.running());
-    assert!(manager.tendrils().is_empty());
-    let reasons: Vec<String> = closed.try_iter().collect();
-    assert_eq!(reasons.len(), 5, "{reasons:?}");
-    assert!(reasons.iter().all(|r| r == "closed locally"), "{reasons:?}");
-    for mut c in clients {
-        let mut buf = Vec::new();
-        assert_eq!(c.read_to_end(&mut buf).unwrap(), 0, "each client sees EOF");
-    }
-    assert!(TcpStream::connect(addr).is_err(), "the listener is closed");
 }
 
 #[test]
@@ -631,39 +394,6 @@ fn an_idle_udp_peer_is_closed_by_the_tracker_timer() {
     assert!(last == "closed locally" || last == "idle timeout", "{last}");
 }
 
-#[test]
-fn a_thousand_concurrent_connections() {
-    let (manager, seen, _closed) = line_echo("tcp", "127.0.0.1:0");
-    let addr = port_addr(&manager);
-    // Ten client threads hold a hundred connections each, all open at once.
-    let threads: Vec<_> = (0..10)
-        .map(|t| {
-            std::thread::spawn(move || {
-                let mut conns = Vec::new();
-                for i in 0..100 {
-                    let mut c = client(addr);
-                    let line = format!("client {t}/{i}\r\n");
-                    c.write_all(line.as_bytes()).unwrap();
-                    conns.push((c, line));
-                }
-                for (c, line) in &mut conns {
-                    assert_eq!(read_exactly(c, line.len()), line.as_bytes());
-                }
-                conns
-            })
-        })
-        .collect();
-    let mut clients = Vec::new();
-    for t in threads {
-        clients.extend(t.join().unwrap());
-    }
-    assert_eq!(manager.tendrils().len(), 1000);
-    assert_eq!(seen.lock().unwrap().frames.len(), 1000);
-    drop(clients);
-    manager.stop();
-    assert!(manager.tendrils().is_empty());
-}
-
 /// A TCP client with a small receive buffer, so a peer's replies back up quickly.
 fn small_window_client(addr: SocketAddr) -> TcpStream {
     use tendril_net::socket2::{Domain, Socket, Type};
@@ -674,67 +404,6 @@ fn small_window_client(addr: SocketAddr) -> TcpStream {
     c.set_read_timeout(Some(GUARD)).unwrap();
     c.set_write_timeout(Some(GUARD)).unwrap();
     c
-}
-
-#[test]
-fn back_pressure_against_a_slow_reader_bounds_the_queue() {
-    const REQUESTS: usize = 20_000;
-    const HIGH: usize = 64 * 1024;
-    let manager = get_manager("tcp", "127.0.0.1:0").unwrap();
-    let mut config = Config::default();
-    config.high_watermark = HIGH;
-    config.low_watermark = 16 * 1024;
-    manager.set_config(config);
-    let max_queued = Arc::new(Mutex::new(0usize));
-    let (full_tx, full) = mpsc::channel();
-    /// Answers every line with 1 KiB, records the largest outgoing queue, and says when the
-    /// queue first reached the high watermark.
-    struct Big(Arc<Mutex<usize>>, Option<Sender<()>>);
-    impl Application for Big {
-        fn recv_frame(&mut self, t: &mut Tendril, _: Bytes) -> Result<(), AppError> {
-            t.send_frame(Bytes::from(vec![b'x'; 1024]))?;
-            let queued = t.transmit_len();
-            let mut m = self.0.lock().unwrap();
-            *m = (*m).max(queued);
-            if queued >= HIGH {
-                if let Some(full) = self.1.take() {
-                    let _ = full.send(());
-                }
-            }
-            Ok(())
-        }
-    }
-    let mq = max_queued.clone();
-    let full_tx = Mutex::new(Some(full_tx));
-    manager
-        .start(
-            move |t: &mut Tendril| {
-                t.set_recv_framer(Line::crlf());
-                t.set_send_framer(Line::crlf());
-                Ok(Big(mq.clone(), full_tx.lock().unwrap().take()))
-            },
-            WrapperChain::new().chain(tendril_net::options::send_buffer_size(4096)),
-        )
-        .unwrap();
-    let mut c = small_window_client(port_addr(&manager));
-    // 20k requests (20 MiB of replies), written while nothing is read.
-    let mut writer = c.try_clone().unwrap();
-    let write = std::thread::spawn(move || writer.write_all(&b"r\r\n".repeat(REQUESTS)));
-    // The server's queue reached its high watermark: it stops taking requests ...
-    full.recv_timeout(GUARD).expect("the queue never filled up");
-    // ... and once everything is read, every reply arrived and the queue never grew past it.
-    let mut total = 0;
-    let mut buf = vec![0; 65536];
-    while total < REQUESTS * 1026 {
-        let n = c.read(&mut buf).expect("replies stopped coming");
-        assert!(n > 0, "the server closed after {total} bytes");
-        total += n;
-    }
-    write.join().unwrap().unwrap();
-    assert_eq!(total, REQUESTS * 1026);
-    let most = *max_queued.lock().unwrap();
-    assert!(most < HIGH + 2048, "queue grew to {most}");
-    manager.stop();
 }
 
 #[test]

@@ -411,7 +411,7 @@ pub fn busy_connection_reads_more_at_a_time(driver: &dyn Driver) {
     server.stop();
 }
 
-/// Unix-socket echo through the "unix" protocol.
+/// Unix-socket echo through the "unix" protocol; `stop` removes the socket file.
 #[cfg(unix)]
 pub fn unix_echo(driver: &dyn Driver, tag: &str) {
     let dir = std::env::temp_dir().join(format!("tendril-suite-{tag}-{}", std::process::id()));
@@ -433,6 +433,7 @@ pub fn unix_echo(driver: &dyn Driver, tag: &str) {
     drop(client);
     assert_eq!(next_close(&closes), "closed by the peer");
     server.stop();
+    assert!(!path.exists(), "the socket file is removed on stop");
 }
 
 /// Socket wrappers run on Unix sockets too: the listening socket's wrapper runs before it
