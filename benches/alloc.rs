@@ -274,8 +274,8 @@ fn send_path(rounds: usize) {
     t.send_frame(body.clone())
         .map_err(|e| e.to_string())
         .expect("accepted");
-    let n = t.transmit_len();
-    t.transmit().advance(n);
+    let n = t.outgoing_len();
+    t.outgoing().advance(n);
 
     let (mut blocks, mut bytes, mut copied, mut shared, mut chunks) = (0, 0, 0, 0, 0);
     let mut same_pointer = true;
@@ -288,11 +288,11 @@ fn send_path(rounds: usize) {
         let (b, by) = delta(&before, &stats());
         blocks += b;
         bytes += by;
-        let (c, s, n) = copied_and_shared(t.transmit(), &body);
+        let (c, s, n) = copied_and_shared(t.outgoing(), &body);
         copied += c;
         shared += s;
         chunks += n;
-        let out = t.transmit();
+        let out = t.outgoing();
         out.advance(4);
         same_pointer &= out.chunk().as_ptr() == body.as_ptr() && out.chunk().len() == body.len();
         let n = out.remaining();
@@ -362,9 +362,9 @@ fn send_path(rounds: usize) {
                     .map_err(|e| e.to_string())
                     .expect("accepted");
             }
-            let (copied, shared, n) = copied_and_shared(t.transmit(), &all);
-            let n_all = t.transmit_len();
-            t.transmit().advance(n_all);
+            let (copied, shared, n) = copied_and_shared(t.outgoing(), &all);
+            let n_all = t.outgoing_len();
+            t.outgoing().advance(n_all);
             (copied, shared, n)
         };
         batch(&mut t);
@@ -495,8 +495,8 @@ fn idle_memory(peer_counts: &[usize]) {
         let mut t: Tendril = Tendril::new(Proto::TCP, Line::crlf(), Line::crlf());
         t.handle_data(Duration::ZERO, b"hello\r\n");
         t.dispatch(&mut Echo);
-        let n = t.transmit_len();
-        t.transmit().advance(n);
+        let n = t.outgoing_len();
+        t.outgoing().advance(n);
         t.release_idle_buffers();
         tendrils.push((t, Echo));
     }

@@ -102,7 +102,7 @@ proptest! {
                 }
                 prop_assert_eq!(owned.stats().frames_sent, borrowed.stats().frames_sent);
                 let wire = |t: &mut Tendril| {
-                    let mut bytes = t.transmit().take_all().to_vec();
+                    let mut bytes = t.outgoing().take_all().to_vec();
                     while let Some(d) = t.poll_datagram() {
                         bytes.extend_from_slice(&d);
                     }
@@ -124,7 +124,7 @@ fn send_slice_is_refused_as_send_frame_is() {
         t.send_slice(b"more"),
         Err(tendril_core::SendError::Full(()))
     ));
-    t.transmit().advance(12);
+    t.outgoing().advance(12);
     t.close();
     assert!(matches!(
         t.send_slice(b"late"),

@@ -89,7 +89,7 @@ fn smtp_data_switches_to_a_delimiter_and_back_with_pipelined_commands() {
         ["MAIL FROM:<a@b>", "DATA", "Subject: x\r\n\r\nline", "QUIT"]
     );
     assert_eq!(
-        t.transmit().take_all(),
+        t.outgoing().take_all(),
         "250 ok\r\n354 go ahead\r\n250 queued\r\n250 ok\r\n"
     );
 }
@@ -245,7 +245,7 @@ fn a_graceful_close_to_a_peer_that_never_reads_is_aborted_after_the_linger_time(
     t.handle_timeout(deadline);
     t.dispatch(&mut app);
     assert!(t.is_closed());
-    assert_eq!(t.transmit_len(), 0);
+    assert_eq!(t.outgoing_len(), 0);
     assert_eq!(closed(&l), ["the peer did not take the last bytes in time"]);
 }
 
@@ -320,8 +320,8 @@ fn back_pressure_refuses_sends_above_high_and_reports_writable_below_low() {
     t.dispatch(&mut app);
     assert!(texts(&l).is_empty());
     // Draining to the low watermark brings Writable, then the frame.
-    let queued = t.transmit_len();
-    t.transmit().advance(queued - 100);
+    let queued = t.outgoing_len();
+    t.outgoing().advance(queued - 100);
     t.dispatch(&mut app);
     assert_eq!(l.lock().unwrap().writable, 1);
     assert_eq!(texts(&l), ["request"]);
@@ -374,7 +374,7 @@ fn a_peer_that_half_closes_and_reads_slowly_gets_every_reply() {
         // exchange takes longer than it.
         now += Duration::from_secs(20);
         t.handle_timeout(now);
-        replies += t.transmit().take_all().len();
+        replies += t.outgoing().take_all().len();
         t.dispatch(&mut app);
         if t.wants_shutdown() {
             t.handle_shutdown(now);
@@ -400,8 +400,8 @@ fn a_driver_that_writes_then_reads_before_dispatching_keeps_the_buffer_bounded()
     let mut biggest = 0;
     for _ in 0..50 {
         // One turn of the driver: write what is queued, read if asked, then dispatch.
-        let queued = t.transmit_len();
-        t.transmit().advance(queued);
+        let queued = t.outgoing_len();
+        t.outgoing().advance(queued);
         if t.wants_read() {
             t.handle_data(T0, requests.as_bytes());
         }
@@ -430,7 +430,7 @@ fn a_low_watermark_at_or_above_the_high_one_acts_as_just_below_it() {
     t.dispatch(&mut app);
     assert!(texts(&l).is_empty(), "paused above the high watermark");
     assert_eq!(l.lock().unwrap().writable, 0, "and not writable");
-    t.transmit().advance(40);
+    t.outgoing().advance(40);
     t.dispatch(&mut app);
     assert_eq!(
         l.lock().unwrap().writable,
@@ -464,8 +464,8 @@ fn back_pressure_holds_the_receive_buffer_to_a_frame_plus_the_read_in_flight() {
     assert_eq!(t.buffered().len(), in_flight.len());
     assert!(!t.wants_read(), "still paused: a driver reads no more");
     // The peer reads its reply: delivery resumes and the buffer drains to a partial frame.
-    let queued = t.transmit_len();
-    t.transmit().advance(queued);
+    let queued = t.outgoing_len();
+    t.outgoing().advance(queued);
     t.dispatch(&mut app);
     assert_eq!(texts(&l).len(), 2);
     assert!(t.buffered().is_empty());
@@ -478,7 +478,7 @@ fn a_large_frame_body_is_queued_without_copying() {
     let body = Bytes::from(vec![7u8; 64 * 1024]);
     let ptr = body.as_ptr();
     t.send_frame(body).unwrap();
-    let out = t.transmit();
+    let out = t.outgoing();
     assert_eq!(out.chunk(), [0, 1, 0, 0]);
     out.advance(4);
     assert_eq!(out.chunk().as_ptr(), ptr);
@@ -491,8 +491,8 @@ fn an_idle_connection_holds_no_buffers() {
     let mut t = line();
     t.handle_data(T0, b"hello\r\n");
     t.dispatch(&mut app);
-    let n = t.transmit_len();
-    t.transmit().advance(n);
+    let n = t.outgoing_len();
+    t.outgoing().advance(n);
     assert!(t.heap_bytes() > 0);
     drop(l.lock().unwrap().frames.drain(..));
     t.release_idle_buffers();
@@ -530,7 +530,7 @@ fn after_the_peers_eof_replies_still_go_out_before_the_close() {
     t.handle_eof(T0);
     t.dispatch(&mut app);
     assert_eq!(texts(&l), ["one", "two"]);
-    assert_eq!(t.transmit().take_all(), "one\r\ntwo\r\n");
+    assert_eq!(t.outgoing().take_all(), "one\r\ntwo\r\n");
     assert!(t.wants_shutdown());
     t.handle_shutdown(T0);
     t.dispatch(&mut app);
@@ -621,7 +621,7 @@ fn a_skipped_oversized_frame_is_reported_at_its_end_and_in_order() {
         }
         assert_eq!(app.log, ["DATA", "skipped", "RSET"], "chunk {chunk}");
         assert_eq!(
-            t.transmit().take_all(),
+            t.outgoing().take_all(),
             "354\r\n552 too big\r\n250 RSET\r\n"
         );
     }
@@ -667,5 +667,5 @@ fn a_send_framer_error_leaves_the_connection_open() {
     ));
     assert!(t.is_open());
     t.send_frame("fine".into()).unwrap();
-    assert_eq!(t.transmit().take_all(), "fine\r\n");
+    assert_eq!(t.outgoing().take_all(), "fine\r\n");
 }

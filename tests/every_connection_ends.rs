@@ -56,8 +56,8 @@ fn exchange(a: &mut Tendril, b: &mut Tendril, app_a: &mut Recorder, app_b: &mut 
     for _ in 0..100 {
         a.dispatch(app_a);
         b.dispatch(app_b);
-        let to_b = a.transmit().take_all();
-        let to_a = b.transmit().take_all();
+        let to_b = a.outgoing().take_all();
+        let to_a = b.outgoing().take_all();
         if to_a.is_empty() && to_b.is_empty() {
             return;
         }
@@ -144,7 +144,7 @@ fn server_in(state: State, certs: &Certs) -> (Tendril, Recorder, SharedLog) {
     match state {
         State::Handshaking => {}
         State::HalfAHello => {
-            let hello = client.transmit().take_all();
+            let hello = client.outgoing().take_all();
             server.handle_data(Duration::ZERO, &hello[..hello.len() / 2]);
             server.dispatch(&mut app);
         }
@@ -152,7 +152,7 @@ fn server_in(state: State, certs: &Certs) -> (Tendril, Recorder, SharedLog) {
         State::StarttlsJustWrapped => {
             server.handle_data(Duration::ZERO, b"STARTTLS\r\n");
             server.dispatch(&mut app);
-            server.transmit().take_all();
+            server.outgoing().take_all();
             server.wrap(TlsLayer::server(certs.server.clone()).unwrap());
         }
         State::ClosingInHandshake => {
@@ -183,7 +183,7 @@ fn server_in(state: State, certs: &Certs) -> (Tendril, Recorder, SharedLog) {
             let reply = bytes::Bytes::from(vec![b'r'; 1000]);
             while server.send_frame(reply.clone()).is_ok() {}
             client.send_frame("a request that waits".into()).unwrap();
-            let request = client.transmit().take_all();
+            let request = client.outgoing().take_all();
             server.handle_data(Duration::ZERO, &request);
             server.dispatch(&mut app);
             assert!(!server.wants_read() && !server.is_writable());
@@ -193,7 +193,7 @@ fn server_in(state: State, certs: &Certs) -> (Tendril, Recorder, SharedLog) {
             server.set_recv_framer(Line::crlf().max_length(64).discard_oversized(true));
             client.set_send_framer(tendril_core::Identity::new());
             client.send_frame(vec![b'x'; 200].into()).unwrap();
-            let part = client.transmit().take_all();
+            let part = client.outgoing().take_all();
             server.handle_data(Duration::ZERO, &part);
             server.dispatch(&mut app);
             assert!(server.is_open());
@@ -215,7 +215,7 @@ fn drive(
     for _ in 0..1_000 {
         t.dispatch(app);
         if peer_reads {
-            t.transmit().take_all();
+            t.outgoing().take_all();
         }
         if t.wants_shutdown() {
             t.handle_shutdown(now);

@@ -35,8 +35,8 @@ fn idle_connections_and_peers_hold_little_memory() {
         let mut t: Tendril = Tendril::new(Proto::TCP, Line::crlf(), Line::crlf());
         t.handle_data(Duration::ZERO, b"hello\r\n");
         t.dispatch(&mut Echo);
-        let n = t.transmit_len();
-        bytes::Buf::advance(t.transmit(), n);
+        let n = t.outgoing_len();
+        bytes::Buf::advance(t.outgoing(), n);
         t.release_idle_buffers();
         tendrils.push((t, Echo));
     }

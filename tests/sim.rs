@@ -258,10 +258,10 @@ fn stream_scenario(seed: u64) {
             let end = &mut ends[i];
             end.tendril.dispatch(&mut end.app);
             // Short writes: the "socket" takes a random part of what is queued.
-            let queued = end.tendril.transmit_len();
+            let queued = end.tendril.outgoing_len();
             if queued > 0 && !end.tendril.is_closed() {
                 let n = 1 + rng.below(queued as u64) as usize;
-                let data = end.tendril.transmit().copy_to_bytes(n);
+                let data = end.tendril.outgoing().copy_to_bytes(n);
                 let delay = rng.below(5);
                 wires[i].push_back((now + delay, Packet::Data(data)));
             }

@@ -251,7 +251,7 @@ fn garbage_instead_of_a_client_hello_closes_with_a_tls_error() {
     server.handle_data(core::time::Duration::ZERO, b"GET / HTTP/1.1\r\n\r\n");
     server.dispatch(&mut app);
     // The alert goes out before the close.
-    let alert = server.transmit().take_all();
+    let alert = server.outgoing().take_all();
     assert_eq!(alert[0], 0x15, "a TLS alert record");
     if server.wants_shutdown() {
         server.handle_shutdown(core::time::Duration::ZERO);
@@ -292,7 +292,7 @@ fn a_handshake_that_stops_halfway_ends_at_the_idle_timeout() {
     // The client's first flight, cut in half.
     let mut client = line();
     client.wrap(client_layer(&certs));
-    let hello = client.transmit().take_all();
+    let hello = client.outgoing().take_all();
     let l = log();
     let mut app = Recorder::new(&l);
     let mut config = tendril_core::Config::default();

@@ -77,7 +77,7 @@ type Factory<C> = Box<dyn FnMut() -> C + Send>;
 /// t.handle_data(Duration::ZERO, b"hello\r\nto you\npart");
 /// assert_eq!(t.poll_frame().as_deref(), Some("hello"));
 /// t.dispatch(&mut Count); // the rest of what is buffered: "to you"
-/// assert_eq!(t.transmit().take_all(), "6\n");
+/// assert_eq!(t.outgoing().take_all(), "6\n");
 /// assert_eq!(t.buffered(), b"part");
 /// ```
 pub struct CodecFramer<C, T = <C as Decoder>::Item> {

@@ -28,7 +28,7 @@ use tokio_util::codec::{Decoder, Encoder};
 /// assert_eq!(t.poll_frame().unwrap(), "a");
 /// assert_eq!(t.poll_frame().unwrap(), "b");
 /// t.send_frame(Bytes::from("got two")).unwrap();
-/// assert_eq!(t.transmit().take_all(), "got two\r\n");
+/// assert_eq!(t.outgoing().take_all(), "got two\r\n");
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct DecoderOnly<D> {

@@ -45,7 +45,7 @@ fn a_codec_framer_switches_with_native_framers_inside_recv_frame() {
         t.dispatch(&mut app);
     }
     assert_eq!(app.got, ["hi", "BIN", "a\r\n", "after"]);
-    assert_eq!(t.transmit().take_all(), "HI\r\nAFTER\r\n");
+    assert_eq!(t.outgoing().take_all(), "HI\r\nAFTER\r\n");
 }
 
 #[test]
@@ -62,7 +62,7 @@ fn a_lines_codec_tendril_answers_through_dispatch() {
     t.dispatch(&mut Len);
     t.handle_data(NOW, b"ld\n");
     t.dispatch(&mut Len);
-    assert_eq!(t.transmit().take_all(), "5 chars\n5 chars\n");
+    assert_eq!(t.outgoing().take_all(), "5 chars\n5 chars\n");
     t.handle_eof(NOW);
     t.dispatch(&mut Len);
     assert!(t.wants_shutdown(), "the peer's EOF closes the connection");
@@ -162,7 +162,7 @@ fn a_decoder_only_framer_refuses_sends_and_the_connection_goes_on() {
         other => panic!("expected a refused frame, got {other:?}"),
     }
     assert!(t.is_open());
-    assert_eq!(t.transmit().len(), 0);
+    assert_eq!(t.outgoing().len(), 0);
     assert_eq!(t.poll_frame().unwrap(), "y");
 }
 

@@ -148,11 +148,11 @@ fuzz_target!(|input: Input| {
             Op::Eof => t.handle_eof(now),
             Op::Error => t.handle_error(now, "reset"),
             Op::Write(n) => {
-                let n = usize::from(n).min(t.transmit_len());
-                t.transmit().advance(n);
+                let n = usize::from(n).min(t.outgoing_len());
+                t.outgoing().advance(n);
             }
             Op::Send(body) => {
-                let before = t.transmit_len();
+                let before = t.outgoing_len();
                 let was_writable = t.is_writable();
                 let result = t.send_frame(Bytes::from(body));
                 if result.is_ok() {

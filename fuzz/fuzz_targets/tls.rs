@@ -278,10 +278,10 @@ impl Socket {
         at: u16,
         xor: u8,
     ) {
-        if self.half_closed || client.transmit_len() == 0 {
+        if self.half_closed || client.outgoing_len() == 0 {
             return;
         }
-        let mut data = client.transmit().take_all().to_vec();
+        let mut data = client.outgoing().take_all().to_vec();
         let at = usize::from(at) % data.len();
         data[at] ^= xor.max(1);
         self.corrupted = true;
@@ -306,9 +306,9 @@ impl Socket {
             0 => usize::MAX,
             n => n,
         };
-        while left > 0 && client.transmit_len() > 0 && !self.peer_fin && self.may_read(server) {
-            let n = left.min(READ_CAP).min(client.transmit_len());
-            let piece = client.transmit().copy_to_bytes(n);
+        while left > 0 && client.outgoing_len() > 0 && !self.peer_fin && self.may_read(server) {
+            let n = left.min(READ_CAP).min(client.outgoing_len());
+            let piece = client.outgoing().copy_to_bytes(n);
             server.handle_data(now, &piece);
             server.dispatch(app);
             left -= n;
@@ -350,7 +350,7 @@ fn line() -> Tendril {
 
 /// Take up to `max` bytes (0: all) of what `t` has queued.
 fn take(t: &mut Tendril, max: u16) -> Bytes {
-    let out = t.transmit();
+    let out = t.outgoing();
     let n = match usize::from(max) {
         0 => out.remaining(),
         n => n.min(out.remaining()),
@@ -489,7 +489,7 @@ fuzz_target!(|input: Input| {
         start + config.linger.unwrap_or_default() + config.handshake_timeout.unwrap_or_default();
     for _ in 0..10_000 {
         server.dispatch(&mut app);
-        let wrote = !server.transmit().take_all().is_empty();
+        let wrote = !server.outgoing().take_all().is_empty();
         if server.wants_shutdown() {
             server.handle_shutdown(now);
             server.dispatch(&mut app);

@@ -39,7 +39,7 @@ pub type AppError = Box<dyn core::error::Error + Send + Sync>;
 /// let mut t: Tendril = Tendril::new(Proto::TCP, Line::crlf(), Line::crlf());
 /// t.handle_data(Duration::ZERO, b"hello\r\nQUIT\r\nignored\r\n");
 /// t.dispatch(&mut Echo);
-/// assert_eq!(t.transmit().take_all(), "hello\r\n");
+/// assert_eq!(t.outgoing().take_all(), "hello\r\n");
 /// assert!(t.wants_shutdown());
 /// ```
 pub trait Application<In = Bytes, Out = In> {

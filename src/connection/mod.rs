@@ -178,7 +178,7 @@ enum State {
 /// ([`read_buf`](Self::read_buf) + [`handle_read`](Self::handle_read), or
 /// [`handle_data`](Self::handle_data)), EOF, errors, datagrams and the time, and takes out
 /// frames ([`poll_frame`](Self::poll_frame) or [`dispatch`](Self::dispatch) to an
-/// [`Application`]), events, bytes to write ([`transmit`](Self::transmit)) and the next deadline
+/// [`Application`]), events, bytes to write ([`outgoing`](Self::outgoing)) and the next deadline
 /// ([`poll_timeout`](Self::poll_timeout)). Time is a [`Duration`] since any epoch the driver
 /// chooses.
 ///
@@ -201,7 +201,7 @@ enum State {
 /// assert_eq!(t.poll_frame().unwrap(), "rest");
 ///
 /// t.send_frame(Bytes::from("250 OK")).unwrap();
-/// let out = t.transmit();
+/// let out = t.outgoing();
 /// assert_eq!(out.chunk(), b"250 OK\r\n");
 /// out.advance(8);
 /// ```
@@ -266,7 +266,7 @@ impl<In> Tendril<In, Bytes> {
     /// write!(cursor, "250 {} bytes", 1234).unwrap();
     /// let n = 32 - cursor.len();
     /// t.send_slice(&buf[..n]).unwrap();
-    /// assert_eq!(t.transmit().take_all(), "250 1234 bytes\r\n");
+    /// assert_eq!(t.outgoing().take_all(), "250 1234 bytes\r\n");
     /// ```
     pub fn send_slice(&mut self, frame: &[u8]) -> Result<(), SendError<()>> {
         match self.send_refusal() {
@@ -699,13 +699,26 @@ impl<In, Out> Tendril<In, Out> {
     /// The bytes to write to the socket (stream protocols). Write from
     /// [`Buf::chunk`](bytes::Buf::chunk) or [`Buf::chunks_vectored`](bytes::Buf::chunks_vectored), then
     /// [`Buf::advance`](bytes::Buf::advance) by what was written.
-    pub fn transmit(&mut self) -> &mut Outgoing {
+    pub fn outgoing(&mut self) -> &mut Outgoing {
         &mut self.out
     }
 
+    /// The old name of [`outgoing`](Self::outgoing). "Transmit" now means one thing only: an
+    /// addressed datagram ([`Transmit`](crate::tracker::Transmit)), as in quinn.
+    #[deprecated(since = "0.1.0", note = "renamed to `outgoing`")]
+    pub fn transmit(&mut self) -> &mut Outgoing {
+        self.outgoing()
+    }
+
     /// Bytes queued for the driver to write.
-    pub fn transmit_len(&self) -> usize {
+    pub fn outgoing_len(&self) -> usize {
         self.out.len()
+    }
+
+    /// The old name of [`outgoing_len`](Self::outgoing_len).
+    #[deprecated(since = "0.1.0", note = "renamed to `outgoing_len`")]
+    pub fn transmit_len(&self) -> usize {
+        self.outgoing_len()
     }
 
     /// The next datagram to send (datagram protocols).

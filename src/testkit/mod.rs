@@ -81,7 +81,7 @@ impl<In, Out, A: Application<In, Out>> Side for (Tendril<In, Out>, A) {
 
     fn tendril_ref(&self) -> TendrilView<'_> {
         TendrilView {
-            queued: self.0.transmit_len(),
+            queued: self.0.outgoing_len(),
             closed: self.0.is_closed(),
             wants_read: self.0.wants_read(),
             open: self.0.is_open(),
@@ -91,7 +91,7 @@ impl<In, Out, A: Application<In, Out>> Side for (Tendril<In, Out>, A) {
     }
 
     fn take_outgoing(&mut self, max: usize) -> bytes::Bytes {
-        let out = self.0.transmit();
+        let out = self.0.outgoing();
         let n = max.min(out.remaining()).min(out.chunk().len().max(1));
         out.copy_to_bytes(n.min(out.remaining()))
     }

@@ -194,7 +194,7 @@ impl TimeProvider for FixedClock {
 /// let hello = |seeded: &Seeded| {
 ///     let mut t: Tendril = Tendril::new(Proto::TCP, Line::crlf(), Line::crlf());
 ///     t.wrap(TlsLayer::client(seeded.client_config(), tls::server_name()).unwrap());
-///     t.transmit().take_all()
+///     t.outgoing().take_all()
 /// };
 /// let seeded = Seeded::new(42);
 /// let first = hello(&seeded);
@@ -575,7 +575,7 @@ mod tests {
         };
         let mut closed = false;
         for _ in 0..20 {
-            let to_server = client.transmit().take_all();
+            let to_server = client.outgoing().take_all();
             if !to_server.is_empty() {
                 server.handle_data(now, &to_server);
                 t.wire.push((true, to_server));
@@ -584,7 +584,7 @@ mod tests {
                 server.send_frame(frame.clone()).unwrap();
                 t.server_frames.push(frame);
             }
-            let to_client = server.transmit().take_all();
+            let to_client = server.outgoing().take_all();
             if !to_client.is_empty() {
                 client.handle_data(now, &to_client);
                 t.wire.push((false, to_client));
@@ -596,7 +596,7 @@ mod tests {
                 client.close();
                 closed = true;
             }
-            if closed && client.transmit_len() == 0 && server.transmit_len() == 0 {
+            if closed && client.outgoing_len() == 0 && server.outgoing_len() == 0 {
                 break;
             }
         }
@@ -662,7 +662,7 @@ mod tests {
                 client_conn.write_tls(&mut out).unwrap();
             }
             server.handle_data(Duration::ZERO, &out);
-            let back = server.transmit().take_all();
+            let back = server.outgoing().take_all();
             client_conn.read_tls(&mut &back[..]).unwrap();
             client_conn.process_new_packets().unwrap();
         }
@@ -752,14 +752,14 @@ mod tests {
         let mut server = line();
         server.wrap(TlsLayer::server(server_config).unwrap());
         for _ in 0..3 {
-            let to_server = client.transmit().take_all();
+            let to_server = client.outgoing().take_all();
             server.handle_data(now, &to_server);
-            let to_client = server.transmit().take_all();
+            let to_client = server.outgoing().take_all();
             client.handle_data(now, &to_client);
         }
         assert!(!server.is_handshaking());
         server.finish();
-        let close_notify = server.transmit().take_all();
+        let close_notify = server.outgoing().take_all();
         assert_eq!(
             close_notify[0], 0x17,
             "an encrypted record: the close_notify"

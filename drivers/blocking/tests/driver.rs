@@ -451,7 +451,7 @@ fn a_handle_send_waits_for_room_in_the_queue() {
             let m = m.clone();
             h.with(move |t| {
                 let mut most = m.lock().unwrap();
-                *most = (*most).max(t.transmit_len());
+                *most = (*most).max(t.outgoing_len());
             });
             let _ = progress_tx.send(i);
         }

@@ -185,7 +185,7 @@ impl StreamConn {
 
     /// `true` while bytes are queued to send.
     pub fn wants_write(&self) -> bool {
-        self.tendril.transmit_len() > 0
+        self.tendril.outgoing_len() > 0
     }
 
     /// Where the next read goes, and the most it should read.
@@ -217,7 +217,7 @@ impl StreamConn {
 
     /// The queued bytes, as slices for one vectored write; returns how many slices were filled.
     pub fn outgoing<'a>(&'a mut self, slices: &mut [IoSlice<'a>]) -> usize {
-        bytes::Buf::chunks_vectored(&*self.tendril.transmit(), slices)
+        bytes::Buf::chunks_vectored(&*self.tendril.outgoing(), slices)
     }
 
     /// A write of [`outgoing`](Self::outgoing) ended: `Ok(n)` bytes were taken.
@@ -226,7 +226,7 @@ impl StreamConn {
             Ok(0) => self
                 .tendril
                 .handle_error(now, "the socket accepted no bytes"),
-            Ok(n) => bytes::Buf::advance(self.tendril.transmit(), n),
+            Ok(n) => bytes::Buf::advance(self.tendril.outgoing(), n),
             Err(e) if transient(&e) => {}
             Err(e) => {
                 tracing::debug!(error = %e, "write failed");

@@ -634,7 +634,7 @@ pub fn back_pressure_against_a_slow_reader(driver: &dyn Driver) {
         fn recv_frame(&mut self, t: &mut Tendril, _: Bytes) -> Result<(), AppError> {
             t.send_frame(Bytes::from(vec![b'x'; 1024]))?;
             let mut most = tendril_net::lock(&self.0);
-            *most = (*most).max(t.transmit_len());
+            *most = (*most).max(t.outgoing_len());
             Ok(())
         }
     }

@@ -895,7 +895,7 @@ mod tests {
             );
             let cleanup = Cleanup(settings.maildir.clone());
             let s = Session::accept(&mut t, settings).unwrap();
-            let greeting = t.transmit().take_all();
+            let greeting = t.outgoing().take_all();
             assert_eq!(greeting, "220 mx.test ESMTP Tendril ready\r\n");
             Server {
                 t,
@@ -908,7 +908,7 @@ mod tests {
         fn send(&mut self, input: &[u8]) -> String {
             self.t.handle_data(Duration::ZERO, input);
             self.t.dispatch(&mut self.s);
-            String::from_utf8(self.t.transmit().take_all().to_vec()).unwrap()
+            String::from_utf8(self.t.outgoing().take_all().to_vec()).unwrap()
         }
 
         /// The reply codes of what `send` returned.

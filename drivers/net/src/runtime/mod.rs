@@ -19,6 +19,68 @@
 //! | `handle` | [`TendrilHandle`] and [`current_handle`] |
 //! | `framed` | [`FramedTendril`]: a connection as a `Stream` + `Sink` |
 //!
+//! # Writing a driver
+//!
+//! There are two ways in, depending on the loop you have.
+//!
+//! ## An async runtime, or a reactor of your own: implement [`Runtime`]
+//!
+//! Then the whole [`Manager`] runs on it, with every behaviour the shared driver suite
+//! specifies. `tendril-mio` is the worked example: a plain `mio` poll loop, in 300 lines of code.
+//! The contract, trait by trait:
+//!
+//! - [`Runtime::spawn`] runs a task to completion. Tasks are `Send`; a runtime may run them on
+//!   any thread, one at a time each.
+//! - [`Runtime::timer`] gives a [`Timer`] that does not fire before its first
+//!   [`reset`](Timer::reset). [`poll_fired`](Timer::poll_fired) registers the waker and returns
+//!   `Ready` once the instant has passed. The kit resets it only when the core's deadline moves,
+//!   and stops polling it once fired, until the next reset.
+//! - [`Runtime::listener`] registers a non-blocking listening socket. Its
+//!   [`poll_accept`](Listener::poll_accept) hands out accepted sockets already registered (as by
+//!   [`Runtime::stream`]).
+//! - [`Runtime::stream`] registers a non-blocking stream socket, connected or still connecting.
+//!   [`StreamIo::poll_read`] appends at most `limit` bytes to the buffer (use [`read_zeroed`] if
+//!   your read wants initialised memory); `Ok(0)` is the peer's EOF.
+//!   [`StreamIo::poll_write`] writes from the slices in order. [`StreamIo::poll_writable`] tells
+//!   when a connect finished. Each returns `Pending` only after registering the waker.
+//! - [`Runtime::udp`] registers a non-blocking datagram socket. The kit does its own system
+//!   calls on it (batched receives with destination addresses, GSO sends), each inside
+//!   [`Readiness::try_io`]; when one fails with `WouldBlock`, the runtime forgets the readiness
+//!   it had cached, and [`Readiness::poll_ready`] waits for the reactor again.
+//! - [`Runtime::resolve`] has a default (IP literals at once, names on a short-lived thread).
+//!
+//! Readiness is edge-triggered in spirit: "ready" is a hint that the next system call may
+//! succeed, never a promise, and a call that would block is always followed by a `poll_ready`
+//! before the task sleeps.
+//!
+//! ## A loop that is not async: drive the step functions
+//!
+//! A stream connection is a [`StreamConn`](crate::StreamConn): its documentation gives the
+//! order of calls (step; shut down, close or wait; then report commands, writes, reads and the
+//! deadline). The blocking driver runs it on a thread per connection; the kit's async task runs
+//! it from a poll function.
+//!
+//! A UDP socket is the core's [`Tracker`](tendril_core::tracker::Tracker), made with
+//! [`tracker_config`](crate::tracker_config) from the manager's settings. Each turn, in this
+//! order (the kit's UDP task is the reference):
+//!
+//! 1. Commands from handles: `tracker.with(now, id, |t, _| apply_now(t, command))`
+//!    ([`apply_now`](crate::command::apply_now)); a peer that is gone is skipped.
+//! 2. Readable: receive a batch ([`UdpIo::recv`](crate::UdpIo::recv)) and hand it to
+//!    `tracker.handle_datagrams(now, …)`; then settle (step 4) before the next batch, so replies
+//!    leave while the peers' next datagrams arrive. Per-datagram errors (ICMP reports) are one
+//!    peer's trouble, not the socket's.
+//! 3. The deadline (`tracker.poll_timeout()`) passed: `tracker.handle_timeout(now)`.
+//! 4. Settle: `tracker.poll_event()` until `None` (an `Accepted` peer gets a handle and joins the
+//!    live table, a `Closed` one leaves it), then `tracker.poll_transmit()` until `None` into an
+//!    [`Outbox`](crate::Outbox), and [`Outbox::flush`](crate::Outbox::flush) it; what would
+//!    block waits for the socket to be writable.
+//! 5. Stopping: `tracker.close_all(now)`, and keep turning until the tracker and the outbox are
+//!    both empty. The socket itself failing: `tracker.fail_all(now, reason)`, settle, end.
+//!
+//! Panics in applications are already contained: every application the
+//! [`acceptor`](crate::acceptor) makes is [`Isolated`](crate::Isolated).
+//!
 //! A driver's whole `get_manager`:
 //!
 //! ```
