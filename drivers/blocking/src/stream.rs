@@ -37,8 +37,6 @@ pub(crate) enum StreamMsg {
     Command(Command),
 }
 
-pub(crate) use tendril_net::transient;
-
 /// Run a connected byte stream as a tendril: make the tendril, ask `acceptor`, and start the
 /// connection's thread. Returns once the acceptor decided; a rejection is an error of kind
 /// [`ConnectionRefused`](io::ErrorKind::ConnectionRefused) carrying the acceptor's reason (the

@@ -16,7 +16,7 @@ use crate::handle::{Command, Route};
 use crate::manager::{lock, BoxApp, Context, SharedAcceptor};
 use crate::readiness::Readiness;
 use crate::registry::Transport;
-use crate::stream::{resolve_one, self_addr, transient, SHUTDOWN_WAKES, WRITE_SLICE};
+use crate::stream::{resolve_one, self_addr, SHUTDOWN_WAKES, WRITE_SLICE};
 use crate::TendrilHandle;
 
 /// UDP.
@@ -239,27 +239,16 @@ impl SocketThread {
         }
     }
 
-    /// A receive failed. ICMP reports (port unreachable, …) surface as errors on some systems:
-    /// one peer's trouble is not the socket's. Anything else means the socket failed: every
-    /// peer closes (each application's `closed` runs) and the thread ends.
+    /// A receive failed: one peer's trouble, or the socket's end ([`tendril_net::peer_trouble`],
+    /// the policy every driver follows).
     fn error(&mut self, e: &io::Error) {
-        use io::ErrorKind::*;
-        if transient(e) {
-            return;
-        }
-        if matches!(
-            e.kind(),
-            ConnectionRefused
-                | ConnectionReset
-                | HostUnreachable
-                | NetworkUnreachable
-                | OutOfMemory
-        ) {
+        if tendril_net::peer_trouble(e) {
             tracing::debug!(error = %e, "receive error");
             return;
         }
         tracing::warn!(error = %e, "socket failed");
-        self.tracker.fail_all(self.ctx.now(), &e.to_string());
+        let reason = format!("the UDP socket failed: {e}");
+        self.tracker.fail_all(self.ctx.now(), &reason);
         self.settle();
         self.failed = true;
     }

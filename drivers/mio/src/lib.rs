@@ -57,27 +57,29 @@ const WAKE: Token = Token(usize::MAX);
 
 /// A manager on the process's mio loop (one thread, started on first use).
 pub fn get_manager(proto: &str, endpoint: &str) -> io::Result<Manager> {
-    Manager::new(Arc::new(Mio(reactor()?)), proto, endpoint)
+    Manager::new(Arc::new(runtime()?), proto, endpoint)
 }
 
-fn reactor() -> io::Result<Arc<Reactor>> {
-    static REACTOR: OnceLock<Result<Arc<Reactor>, String>> = OnceLock::new();
-    let start = || -> io::Result<Arc<Reactor>> {
-        let poll = MioPoll::new()?;
-        let reactor = Arc::new(Reactor {
-            registry: poll.registry().try_clone()?,
-            waker: mio::Waker::new(poll.registry(), WAKE)?,
-            runnable: Mutex::default(),
-            sources: Mutex::default(),
-            timers: Mutex::default(),
-        });
-        let looping = reactor.clone();
-        let thread = std::thread::Builder::new().name("tendril-mio".into());
-        thread.spawn(move || looping.run(poll))?;
-        Ok(reactor)
-    };
-    let started = REACTOR.get_or_init(|| start().map_err(|e| e.to_string()));
+/// The process's mio loop as a [`Runtime`], e.g. to wrap in one of your own.
+pub fn runtime() -> io::Result<Mio> {
+    static LOOP: OnceLock<Result<Mio, String>> = OnceLock::new();
+    let started = LOOP.get_or_init(|| start().map(Mio).map_err(|e| e.to_string()));
     started.clone().map_err(io::Error::other)
+}
+
+fn start() -> io::Result<Arc<Reactor>> {
+    let poll = MioPoll::new()?;
+    let reactor = Arc::new(Reactor {
+        registry: poll.registry().try_clone()?,
+        waker: mio::Waker::new(poll.registry(), WAKE)?,
+        runnable: Mutex::default(),
+        sources: Mutex::default(),
+        timers: Mutex::default(),
+    });
+    let looping = reactor.clone();
+    let thread = std::thread::Builder::new().name("tendril-mio".into());
+    thread.spawn(move || looping.run(poll))?;
+    Ok(reactor)
 }
 
 /// The [`Runtime`]: a handle to the loop.

@@ -352,6 +352,31 @@ impl Outbox {
     }
 }
 
+/// The one error policy for a datagram socket's receive: `true` for an error that is one
+/// peer's trouble, not the socket's — an ICMP report of an earlier send (port or host
+/// unreachable, a reset) or a passing shortage — after which the socket goes on serving every
+/// other peer. Any other error means the socket itself failed: its peers close with the error
+/// as their reason, and its task ends (rather than retrying a broken socket forever).
+///
+/// ```
+/// use std::io::{Error, ErrorKind};
+///
+/// assert!(tendril_net::peer_trouble(&Error::from(ErrorKind::ConnectionRefused)));
+/// assert!(!tendril_net::peer_trouble(&Error::from(ErrorKind::InvalidInput)));
+/// ```
+pub fn peer_trouble(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    crate::transient(e)
+        || matches!(
+            e.kind(),
+            ConnectionRefused
+                | ConnectionReset
+                | HostUnreachable
+                | NetworkUnreachable
+                | OutOfMemory
+        )
+}
+
 /// A send that may succeed later: the socket's buffer is full for now.
 fn later(e: &io::Error) -> bool {
     matches!(

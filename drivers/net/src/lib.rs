@@ -48,7 +48,7 @@ mod socket;
 mod stream;
 
 pub use app::{acceptor, identity_framers, lock, Acceptor, BoxApp, FramerFactory, SharedAcceptor};
-pub use datagram::{Outbox, Received, UdpIo, MAX_DATAGRAM, RECV_BATCH};
+pub use datagram::{peer_trouble, Outbox, Received, UdpIo, MAX_DATAGRAM, RECV_BATCH};
 pub use isolated::{accept_isolated, panic_message, Isolated};
 pub use lifecycle::Lifecycle;
 pub use settings::{tracker_config, ManagerSettings};

@@ -209,12 +209,11 @@ impl SocketTask {
                         Poll::Pending => return Poll::Pending,
                     }
                 }
-                Err(e) => {
-                    // ICMP errors (port unreachable) surface here on some systems; one peer's
-                    // trouble is not the socket's.
+                Err(e) if crate::peer_trouble(&e) => {
                     tracing::debug!(error = %e, "receive error");
                     got = true;
                 }
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
         // A full batch: come back after the other work.
