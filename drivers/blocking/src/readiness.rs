@@ -1,16 +1,16 @@
 //! Readiness without a poller.
 //!
-//! `std` has no way to wait for "the socket is readable *or* a command arrived". So the thread
-//! that owns a socket waits on its message channel only, and a small helper thread blocks in
-//! `peek` on the socket (which consumes nothing) and reports readiness into that same channel.
-//! It peeks again only when the owner asks ([`Readiness::arm`]), after it has read, so the
-//! helper never spins and never reads. Commands, readiness and timers therefore wake the owner
-//! at once, with no polling interval.
+//! `std` has no way to wait for "the socket is readable *or* a command arrived". So a small
+//! helper thread blocks in `peek` on the socket (which consumes nothing) and reports readiness,
+//! which wakes the task that owns the socket. It peeks again only when the owner asks
+//! ([`Readiness::arm`]), after it has read, so the helper never spins and never reads.
+//! Commands, readiness and timers therefore wake the owner at once, with no polling interval.
 
 use socket2::SockRef;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -25,9 +25,9 @@ const EXIT_GRACE: Duration = Duration::from_secs(1);
 /// The readiness helper of one socket.
 pub(crate) struct Readiness {
     go: Option<Sender<()>>,
-    exited: Receiver<()>,
+    exited: std::sync::Mutex<Receiver<()>>,
     thread: Option<JoinHandle<()>>,
-    armed: bool,
+    armed: AtomicBool,
 }
 
 impl Readiness {
@@ -61,30 +61,24 @@ impl Readiness {
             })?;
         Ok(Readiness {
             go: Some(go_tx),
-            exited: exited_rx,
+            exited: std::sync::Mutex::new(exited_rx),
             thread: Some(thread),
-            armed: false,
+            armed: AtomicBool::new(false),
         })
     }
 
     /// Ask for the next report, unless one is already asked for.
-    pub(crate) fn arm(&mut self) {
-        if !self.armed {
+    pub(crate) fn arm(&self) {
+        if !self.armed.swap(true, Ordering::AcqRel) {
             if let Some(go) = &self.go {
                 let _ = go.send(());
             }
-            self.armed = true;
         }
     }
 
     /// A report arrived: the helper waits for the next [`arm`](Self::arm).
-    pub(crate) fn reported(&mut self) {
-        self.armed = false;
-    }
-
-    /// `true` while the helper waits for the socket.
-    pub(crate) fn is_armed(&self) -> bool {
-        self.armed
+    pub(crate) fn reported(&self) {
+        self.armed.store(false, Ordering::Release);
     }
 
     /// Stop the helper. `wake` must make a blocked `peek` return (shut the socket's read side).
@@ -96,7 +90,7 @@ impl Readiness {
         };
         self.go = None;
         wake();
-        match self.exited.recv_timeout(EXIT_GRACE) {
+        match tendril_net::lock(&self.exited).recv_timeout(EXIT_GRACE) {
             Err(RecvTimeoutError::Timeout) => {
                 tracing::warn!("the readiness thread did not leave its peek; leaving it behind");
             }

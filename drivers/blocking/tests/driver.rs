@@ -602,7 +602,7 @@ fn an_acceptor_keeps_the_current_handle_to_broadcast_to_every_member() {
     assert_eq!(read_exactly(&mut a, 8), b"hi all\r\n");
     assert_eq!(read_exactly(&mut b, 8), b"hi all\r\n");
     manager.stop();
-    assert!(members.lock().unwrap().iter().all(TendrilHandle::is_closed));
+    assert!(members.lock().unwrap().iter().all(|h| h.is_closed()));
 }
 
 #[test]
@@ -627,9 +627,12 @@ fn a_rejecting_acceptor_closes_only_that_connection() {
 
 #[test]
 fn a_user_registered_protocol_is_found_by_name() {
-    use tendril_blocking::{Context, SharedAcceptor, TendrilHandle, Transport};
+    use futures::future::BoxFuture;
+    use tendril_blocking::{Shared, SharedAcceptor, Transport};
+    use tendril_net::runtime::TendrilHandle;
 
-    /// TCP under another name, restricted to IPv6: built only from the public API.
+    /// TCP under another name, restricted to IPv6: built only from the public API, on the
+    /// runtime the manager runs on.
     struct Tcp6;
     impl Transport for Tcp6 {
         fn proto(&self) -> tendril_core::Proto {
@@ -637,48 +640,48 @@ fn a_user_registered_protocol_is_found_by_name() {
         }
         fn listen(
             &self,
-            ctx: Arc<Context>,
+            shared: Arc<Shared>,
             endpoint: String,
             _wrapper: WrapperChain,
             acceptor: SharedAcceptor,
-        ) -> std::io::Result<tendril_core::Addr> {
-            let listener = Arc::new(std::net::TcpListener::bind(&endpoint)?);
-            let local = listener.local_addr()?;
-            if !local.is_ipv6() {
-                return Err(std::io::Error::other("tcp6 needs an IPv6 endpoint"));
-            }
-            let wake = listener.clone();
-            ctx.on_stop(move || {
-                let _ =
-                    tendril_net::socket2::SockRef::from(&*wake).shutdown(std::net::Shutdown::Both);
-            });
-            let thread_ctx = ctx.clone();
-            ctx.spawn("tcp6-listen", move || loop {
-                let accepted = listener.accept();
-                if thread_ctx.is_stopping() {
-                    break;
+        ) -> BoxFuture<'static, std::io::Result<tendril_core::Addr>> {
+            Box::pin(async move {
+                let listener = std::net::TcpListener::bind(&endpoint)?;
+                let local = listener.local_addr()?;
+                if !local.is_ipv6() {
+                    return Err(std::io::Error::other("tcp6 needs an IPv6 endpoint"));
                 }
-                if let Ok((stream, remote)) = accepted {
-                    let _ = tendril_blocking::spawn_stream(
-                        &thread_ctx,
-                        stream,
-                        local.into(),
-                        remote.into(),
-                        &acceptor,
-                    );
-                }
-            })?;
-            Ok(local.into())
+                let mut listener = shared.runtime().listener(listener.into())?;
+                let (task, cancel) = (shared.clone(), shared.cancelled());
+                shared.spawn(async move {
+                    loop {
+                        let accept = std::future::poll_fn(|cx| listener.poll_accept(cx));
+                        let Some(Ok(io)) = cancel.run_until_cancelled(accept).await else {
+                            break;
+                        };
+                        let remote = io.socket().peer_addr().ok().and_then(|a| a.as_socket());
+                        let remote = remote.map_or(tendril_core::Addr::Unnamed, Into::into);
+                        let _ = tendril_blocking::spawn_stream(
+                            &task,
+                            io,
+                            local.into(),
+                            remote,
+                            &acceptor,
+                        );
+                    }
+                });
+                Ok(local.into())
+            })
         }
         fn connect(
             &self,
-            _ctx: Arc<Context>,
+            _shared: Arc<Shared>,
             _local: String,
             _target: String,
             _wrapper: WrapperChain,
             _acceptor: SharedAcceptor,
-        ) -> std::io::Result<TendrilHandle> {
-            Err(std::io::Error::other("listen only"))
+        ) -> BoxFuture<'static, std::io::Result<TendrilHandle>> {
+            Box::pin(async { Err(std::io::Error::other("listen only")) })
         }
     }
     tendril_blocking::register("tcp6", Arc::new(Tcp6));

@@ -56,6 +56,13 @@ pub trait Runtime: Send + Sync + 'static {
     /// Register a non-blocking stream socket (TCP or Unix), connected or still connecting.
     fn stream(&self, socket: Socket) -> io::Result<Box<dyn StreamIo>>;
 
+    /// `true` for a runtime without a reactor (one thread per task): the kit then connects
+    /// stream sockets with a blocking call, within the manager's connect timeout, and hands
+    /// [`stream`](Self::stream) a connected blocking socket.
+    fn connects_blocking(&self) -> bool {
+        false
+    }
+
     /// Resolve `endpoint` (`"host:port"`) to every address it names. The default parses IP
     /// literals at once and looks names up on a short-lived thread, as the system resolver
     /// blocks; a runtime with a resolver of its own overrides it.

@@ -47,6 +47,8 @@ struct Info {
     local: Addr,
     remote: Addr,
     closed: AtomicBool,
+    /// The manager task that runs the tendril's callbacks (a UDP peer's: its socket's).
+    task: u64,
 }
 
 /// A cloneable, `Send` handle to a live tendril: send frames to it, switch its framers, wrap it
@@ -71,7 +73,7 @@ impl fmt::Debug for TendrilHandle {
 }
 
 impl TendrilHandle {
-    pub(crate) fn new(route: Route, proto: Proto, local: Addr, remote: Addr) -> Self {
+    pub(crate) fn new(route: Route, proto: Proto, local: Addr, remote: Addr, task: u64) -> Self {
         TendrilHandle {
             route,
             info: Arc::new(Info {
@@ -79,6 +81,7 @@ impl TendrilHandle {
                 local,
                 remote,
                 closed: AtomicBool::new(false),
+                task,
             }),
         }
     }
@@ -125,6 +128,36 @@ impl TendrilHandle {
             return Err(SendFailed::Closed);
         }
         rx.await.unwrap_or(Err(SendFailed::Closed))
+    }
+
+    /// Send a frame and block the calling thread until it is queued (back-pressure), for code
+    /// that is not async: a blocking driver's threads, or a thread of your own.
+    ///
+    /// Called where it would wait for itself — from one of the tendril's own callbacks (for a
+    /// UDP peer, a callback of any peer on the same socket) or its acceptor — it cannot block:
+    /// the frame is queued behind the running callback, as
+    /// [`send_frame_nowait`](Self::send_frame_nowait) does, and `Ok` is returned.
+    pub fn send_frame_blocking(&self, frame: Bytes) -> Result<(), SendFailed> {
+        let in_acceptor = CURRENT.with(|c| c.borrow().as_ref().is_some_and(|h| h.same(self)));
+        if in_acceptor || super::tasks::current_task() == self.info.task {
+            return if self.send_frame_nowait(frame) {
+                Ok(())
+            } else {
+                Err(SendFailed::Closed)
+            };
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let reply: Reply = Box::new(move |result| {
+            let _ = tx.send(result);
+        });
+        if !self.command(Command::Send(frame, Some(reply))) {
+            return Err(SendFailed::Closed);
+        }
+        rx.recv().unwrap_or(Err(SendFailed::Closed))
+    }
+
+    fn same(&self, other: &TendrilHandle) -> bool {
+        Arc::ptr_eq(&self.info, &other.info)
     }
 
     pub(crate) fn send_with_reply(&self, frame: Bytes, reply: Reply) -> bool {

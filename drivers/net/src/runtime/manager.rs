@@ -46,7 +46,6 @@ pub struct Manager {
     shared: Arc<Shared>,
     transport: Arc<dyn Transport>,
     endpoint: String,
-    stop_timeout: Duration,
 }
 
 impl std::fmt::Debug for Manager {
@@ -70,7 +69,6 @@ impl Manager {
             shared: Arc::new(Shared::new(transport.proto(), runtime)),
             transport,
             endpoint: endpoint.to_owned(),
-            stop_timeout: Duration::from_secs(5),
         })
     }
 
@@ -125,8 +123,8 @@ impl Manager {
     }
 
     /// How long `stop()` lets connections close gracefully before aborting them (default 5 s).
-    pub fn set_stop_timeout(&mut self, timeout: Duration) {
-        self.stop_timeout = timeout;
+    pub fn set_stop_timeout(&self, timeout: Duration) {
+        *lock(&self.shared.stop_timeout) = timeout;
     }
 
     /// How long [`connect`](Self::connect) waits for a stream connection to be established
@@ -218,19 +216,22 @@ impl Manager {
     }
 
     /// Stop: close the listener, close every tendril gracefully, abort those still open after
-    /// the stop timeout, and wait until each application's `closed` has run.
+    /// the stop timeout, and wait until each application's `closed` has run. Called from one of
+    /// this manager's own tasks (an application callback that blocks on it, under a blocking
+    /// driver), it waits for every task but that one.
     pub async fn stop(&self) {
         self.shared.life.stop();
         self.shared.cancel.cancel();
         for handle in self.shared.tendrils.all() {
             handle.close();
         }
+        let timeout = *lock(&self.shared.stop_timeout);
         let graceful = pin!(self.shared.tasks.wait());
-        let deadline = pin!(self.shared.sleep(self.stop_timeout));
+        let deadline = pin!(self.shared.sleep(timeout));
         if let futures::future::Either::Right(_) = futures::future::select(graceful, deadline).await
         {
             tracing::warn!(
-                timeout = ?self.stop_timeout,
+                ?timeout,
                 "tendrils still open after the stop timeout; aborting them"
             );
             for handle in self.shared.tendrils.all() {

@@ -31,6 +31,7 @@ pub struct Shared {
     pub(crate) framers: Mutex<FramerFactory>,
     pub(crate) accepted_wrapper: Mutex<WrapperChain>,
     pub(crate) connect_timeout: Mutex<Option<Duration>>,
+    pub(crate) stop_timeout: Mutex<Duration>,
     pub(crate) udp: Mutex<super::udp::Sockets>,
 }
 
@@ -59,6 +60,7 @@ impl Shared {
             framers: Mutex::new(crate::identity_framers()),
             accepted_wrapper: Mutex::new(WrapperChain::new()),
             connect_timeout: Mutex::new(None),
+            stop_timeout: Mutex::new(Duration::from_secs(5)),
             udp: Mutex::default(),
         }
     }
@@ -93,7 +95,15 @@ impl Shared {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let task = self.tasks.track(future);
+        self.spawn_as(super::tasks::new_task_id(), future);
+    }
+
+    /// [`spawn`](Self::spawn) as task `id` (from `new_task_id`).
+    pub(crate) fn spawn_as<F>(&self, id: u64, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let task = self.tasks.track_as(id, future);
         match &*lock(&self.spawner) {
             Some(spawner) => spawner.spawn(task),
             None => self.runtime.spawn(Box::pin(task)),

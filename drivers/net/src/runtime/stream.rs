@@ -31,12 +31,20 @@ pub fn spawn_stream(
 ) -> Result<TendrilHandle, Reject> {
     let mut tendril = shared.new_tendril(local.clone(), remote.clone());
     let (tx, rx) = mpsc::unbounded();
-    let handle = TendrilHandle::new(Route::Stream(tx), shared.proto(), local, remote.clone());
+    let task = super::tasks::new_task_id();
+    let handle = TendrilHandle::new(
+        Route::Stream(tx),
+        shared.proto(),
+        local,
+        remote.clone(),
+        task,
+    );
     let app = with_current(&handle, || (lock(acceptor))(&mut tendril))?;
     shared.register(&handle);
     let span = tracing::info_span!("tendril", proto = %shared.proto(), peer = %remote);
     let registered = Registered(shared.clone(), handle.clone());
-    shared.spawn(
+    shared.spawn_as(
+        task,
         async move {
             tracing::debug!("opened");
             run(&registered.0, io, tendril, app, rx).await;

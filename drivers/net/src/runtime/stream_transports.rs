@@ -48,12 +48,20 @@ pub(crate) async fn within_connect_timeout<T>(
     }
 }
 
-/// A non-blocking connect of `socket` to `target`, registered with the runtime.
+/// A non-blocking connect of `socket` to `target`, registered with the runtime (a blocking
+/// one, within the connect timeout, on a runtime that [connects blocking](super::Runtime::connects_blocking)).
 async fn connect_socket(
     shared: &Shared,
     socket: Socket,
     target: &SockAddr,
 ) -> io::Result<Box<dyn StreamIo>> {
+    if shared.runtime().connects_blocking() {
+        match *lock(&shared.connect_timeout) {
+            Some(timeout) => socket.connect_timeout(target, timeout)?,
+            None => socket.connect(target)?,
+        }
+        return shared.runtime().stream(socket);
+    }
     socket.set_nonblocking(true)?;
     let started = socket.connect(target);
     let mut io = shared.runtime().stream(socket)?;

@@ -5,7 +5,7 @@ use futures::future::BoxFuture;
 use std::fmt;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use event_listener::Event;
@@ -122,34 +122,72 @@ struct TaskGuard(Arc<TaskTracker>);
 
 impl Drop for TaskGuard {
     fn drop(&mut self) {
-        if self.0.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.0.live.fetch_sub(1, Ordering::AcqRel) <= 2 {
             self.0.idle.notify(usize::MAX);
         }
     }
 }
 
+thread_local! {
+    /// The task being polled on this thread, and the tracker that counts it.
+    static CURRENT: std::cell::Cell<(u64, usize)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// A new task id (never 0).
+pub(crate) fn new_task_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The id of the manager task being polled on this thread (0 outside them). Code that would
+/// wait for a task — a blocking send, a stop, a connect through a socket's task — asks first,
+/// since a task cannot wait for itself.
+pub(crate) fn current_task() -> u64 {
+    CURRENT.get().0
+}
+
 impl TaskTracker {
-    /// `future`, counted from now until it ends.
-    pub(crate) fn track<F>(self: &Arc<Self>, future: F) -> impl Future<Output = ()> + Send
+    /// `future` as task `id`, counted from now until it ends.
+    pub(crate) fn track_as<F>(
+        self: &Arc<Self>,
+        id: u64,
+        future: F,
+    ) -> impl Future<Output = ()> + Send
     where
         F: Future<Output = ()> + Send + 'static,
     {
         self.live.fetch_add(1, Ordering::AcqRel);
         let guard = TaskGuard(self.clone());
-        async move {
-            let _guard = guard;
-            future.await;
-        }
+        let tracker = Arc::as_ptr(self) as usize;
+        let mut future = Box::pin(future);
+        std::future::poll_fn(move |cx| {
+            let _ = &guard;
+            let outer = CURRENT.replace((id, tracker));
+            let polled = future.as_mut().poll(cx);
+            CURRENT.set(outer);
+            polled
+        })
     }
 
-    /// Wait until no tracked task is left.
+    /// `future`, counted from now until it ends.
+    #[cfg(test)]
+    pub(crate) fn track<F>(self: &Arc<Self>, future: F) -> impl Future<Output = ()> + Send
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.track_as(new_task_id(), future)
+    }
+
+    /// Wait until no tracked task is left, but the one that waits, if it is one of them (a
+    /// task that stops its own manager).
     pub(crate) async fn wait(&self) {
+        let own = usize::from(CURRENT.get().1 == self as *const Self as usize);
         loop {
-            if self.live.load(Ordering::Acquire) == 0 {
+            if self.live.load(Ordering::Acquire) <= own {
                 return;
             }
             let listener = self.idle.listen();
-            if self.live.load(Ordering::Acquire) == 0 {
+            if self.live.load(Ordering::Acquire) <= own {
                 return;
             }
             listener.await;

@@ -38,7 +38,8 @@ struct Connect {
 /// The socket tasks of this manager, for `connect`.
 #[derive(Default)]
 pub(crate) struct Sockets {
-    by_family: Vec<(bool, mpsc::UnboundedSender<Connect>)>,
+    /// Each socket task's family (`true`: IPv4), task id and way in.
+    by_family: Vec<(bool, u64, mpsc::UnboundedSender<Connect>)>,
 }
 
 fn sockets(shared: &Shared) -> std::sync::MutexGuard<'_, Sockets> {
@@ -51,14 +52,18 @@ fn bind(
     addr: SocketAddr,
     wrapper: &WrapperChain,
     acceptor: Option<SharedAcceptor>,
-) -> io::Result<SocketAddr> {
-    let socket = shared.runtime().udp(crate::udp_socket(addr, wrapper)?)?;
-    let io = UdpIo::new(&socket.fd())?;
+) -> io::Result<(SocketAddr, mpsc::UnboundedSender<Connect>)> {
+    let socket = crate::udp_socket(addr, wrapper)?;
+    // Before the runtime has it: setting up `UdpIo` may change the socket's blocking mode,
+    // which is the runtime's to choose.
+    let io = UdpIo::new(&socket)?;
+    let socket = shared.runtime().udp(socket)?;
     let local = io.local_addr();
     let (connect_tx, connect_rx) = mpsc::unbounded();
+    let task = super::tasks::new_task_id();
     sockets(shared)
         .by_family
-        .push((local.is_ipv4(), connect_tx));
+        .push((local.is_ipv4(), task, connect_tx.clone()));
     let (peer_tx, peer_rx) = mpsc::unbounded();
     let framers = shared.clone();
     let tracker: Tracker<Bytes, Bytes, BoxApp> = Tracker::new(
@@ -81,9 +86,10 @@ fn bind(
         peer_tx,
         handles: HashMap::new(),
         outbox: Outbox::new(),
+        task,
     };
-    shared.spawn(task.run(peer_rx, connect_rx).instrument(span));
-    Ok(local)
+    shared.spawn_as(task.task, task.run(peer_rx, connect_rx).instrument(span));
+    Ok((local, connect_tx))
 }
 
 struct SocketTask {
@@ -94,6 +100,8 @@ struct SocketTask {
     peer_tx: mpsc::UnboundedSender<(ConnId, Command)>,
     handles: HashMap<ConnId, TendrilHandle>,
     outbox: Outbox,
+    /// This task's id: its peers' handles carry it.
+    task: u64,
 }
 
 impl SocketTask {
@@ -261,6 +269,7 @@ impl SocketTask {
             self.shared.proto(),
             local,
             remote,
+            self.task,
         );
         self.shared.register(&handle);
         self.handles.insert(id, handle.clone());
@@ -323,7 +332,7 @@ impl Transport for Udp {
     ) -> BoxFuture<'static, io::Result<Addr>> {
         Box::pin(async move {
             let addr = resolve_one(&shared, &endpoint).await?;
-            let local = bind(&shared, addr, &wrapper, Some(acceptor))?;
+            let (local, _) = bind(&shared, addr, &wrapper, Some(acceptor))?;
             tracing::info!(%local, "listening (udp)");
             Ok(local.into())
         })
@@ -339,11 +348,14 @@ impl Transport for Udp {
     ) -> BoxFuture<'static, io::Result<TendrilHandle>> {
         Box::pin(async move {
             let remote = resolve_one(&shared, &target).await?;
+            // Not through the socket whose task is running this (a callback that connects out
+            // and waits, under a blocking driver): it would wait for itself.
+            let own = super::tasks::current_task();
             let existing = sockets(&shared)
                 .by_family
                 .iter()
-                .find(|(v4, tx)| *v4 == remote.is_ipv4() && !tx.is_closed())
-                .map(|(_, tx)| tx.clone());
+                .find(|(v4, task, tx)| *v4 == remote.is_ipv4() && *task != own && !tx.is_closed())
+                .map(|(_, _, tx)| tx.clone());
             let tx = match existing {
                 Some(tx) => tx,
                 None => {
@@ -357,12 +369,7 @@ impl Transport for Udp {
                     } else {
                         resolve_one(&shared, &local).await?
                     };
-                    bind(&shared, bind_addr, &wrapper, None)?;
-                    sockets(&shared)
-                        .by_family
-                        .last()
-                        .map(|(_, tx)| tx.clone())
-                        .ok_or_else(|| io::Error::other("socket task missing"))?
+                    bind(&shared, bind_addr, &wrapper, None)?.1
                 }
             };
             let (reply, rx) = oneshot::channel();
