@@ -47,8 +47,11 @@ pub fn spawn_stream(
         task,
         async move {
             tracing::debug!("opened");
-            run(&registered.0, io, tendril, app, rx).await;
+            let mut io = io;
+            run(&registered.0, &mut io, tendril, app, rx).await;
+            // Listed as closed before the peer can see the socket close.
             drop(registered);
+            drop(io);
         }
         .instrument(span),
     );
@@ -70,7 +73,7 @@ impl Drop for Registered {
 /// documents.
 async fn run(
     shared: &Shared,
-    mut io: Box<dyn StreamIo>,
+    io: &mut Box<dyn StreamIo>,
     tendril: Tendril,
     app: BoxApp,
     mut commands: mpsc::UnboundedReceiver<Command>,
