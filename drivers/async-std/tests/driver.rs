@@ -4,9 +4,7 @@
 //! managers' tasks on async-std's executor, once under `smol::block_on` with them on smol's.
 //! Nothing sleeps to synchronise; every wait is bounded by [`within`].
 
-use async_io::Async;
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use futures::{AsyncReadExt, AsyncWriteExt};
 use rustls::pki_types::{PrivateKeyDer, ServerName};
 use smol::channel::{unbounded, Receiver, Sender};
@@ -186,99 +184,6 @@ async fn two_ephemeral_managers_and_a_listener_that_also_connects_out(rt: Rt) {
     assert!(handle.is_closed());
 }
 
-async fn a_rejecting_acceptor_closes_only_that_connection(rt: Rt) {
-    let manager = rt.manager("tcp", "127.0.0.1:0");
-    manager
-        .start(
-            |t: &mut Tendril| -> Result<Echo, Reject> {
-                let _ = t;
-                Err(Reject::new("not today"))
-            },
-            WrapperChain::new(),
-        )
-        .await
-        .unwrap();
-    let mut client = TcpStream::connect(port_addr(&manager)).await.unwrap();
-    assert!(read_to_end(&mut client).await.is_empty());
-    assert!(manager.running());
-    assert!(manager.tendrils().is_empty());
-    within(manager.stop()).await;
-}
-
-/// TCP under another name, restricted to IPv6: built only from the public API.
-struct Tcp6;
-
-impl tendril_async_std::Transport for Tcp6 {
-    fn proto(&self) -> tendril_core::Proto {
-        tendril_core::Proto::stream("tcp6")
-    }
-
-    fn listen(
-        &self,
-        ctx: Arc<tendril_async_std::Shared>,
-        endpoint: String,
-        _wrapper: WrapperChain,
-        acceptor: tendril_async_std::SharedAcceptor,
-    ) -> BoxFuture<'static, std::io::Result<tendril_core::Addr>> {
-        Box::pin(async move {
-            let addr: std::net::SocketAddr = endpoint.parse().map_err(std::io::Error::other)?;
-            if !addr.is_ipv6() {
-                return Err(std::io::Error::other("tcp6 needs an IPv6 endpoint"));
-            }
-            let listener = Async::<std::net::TcpListener>::bind(addr)?;
-            let local = listener.get_ref().local_addr()?;
-            let task_ctx = ctx.clone();
-            let cancel = ctx.cancelled();
-            ctx.spawn(async move {
-                while let Some(accepted) = cancel
-                    .run_until_cancelled(listener.read_with(|l| l.accept()))
-                    .await
-                {
-                    let Ok((stream, remote)) = accepted else {
-                        continue;
-                    };
-                    // Any connected socket becomes a stream the kit drives.
-                    let Ok(io) = task_ctx.runtime().stream(stream.into()) else {
-                        continue;
-                    };
-                    let _ = tendril_async_std::spawn_stream(
-                        &task_ctx,
-                        io,
-                        local.into(),
-                        remote.into(),
-                        &acceptor,
-                    );
-                }
-            });
-            Ok(local.into())
-        })
-    }
-
-    fn connect(
-        &self,
-        _ctx: Arc<tendril_async_std::Shared>,
-        _local: String,
-        _target: String,
-        _wrapper: WrapperChain,
-        _acceptor: tendril_async_std::SharedAcceptor,
-    ) -> BoxFuture<'static, std::io::Result<tendril_async_std::TendrilHandle>> {
-        Box::pin(async { Err(std::io::Error::other("listen only")) })
-    }
-}
-
-async fn a_user_registered_protocol_is_found_by_name(rt: Rt) {
-    tendril_async_std::register("tcp6", Arc::new(Tcp6));
-    assert!(tendril_async_std::protocols().contains(&"tcp6".to_string()));
-    let (manager, seen, _closed) = line_echo(rt, "tcp6", "[::1]:0").await;
-    assert_eq!(manager.proto().name(), "tcp6");
-    let mut client = TcpStream::connect(port_addr(&manager)).await.unwrap();
-    client.write_all(b"six\r\n").await.unwrap();
-    assert_eq!(read_exactly(&mut client, 5).await, b"six\r\n");
-    assert_eq!(seen.lock().unwrap().frames, ["six"]);
-    within(manager.stop()).await;
-    assert!(get_manager("nope", "").is_err());
-}
-
 /// A self-signed "localhost" certificate: the server's configuration, and a client's that
 /// trusts it.
 fn tls_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
@@ -406,8 +311,6 @@ macro_rules! under_both_executors {
 
 under_both_executors!(
     two_ephemeral_managers_and_a_listener_that_also_connects_out,
-    a_rejecting_acceptor_closes_only_that_connection,
-    a_user_registered_protocol_is_found_by_name,
     tls_echo_between_a_server_and_a_connected_client,
     the_default_spawner_serves_under_either_block_on,
 );

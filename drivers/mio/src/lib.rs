@@ -153,6 +153,7 @@ impl Reactor {
     }
 
     fn register(self: &Arc<Self>, socket: Socket) -> io::Result<Registered> {
+        socket.set_nonblocking(true)?;
         let fd = socket.as_raw_fd();
         let source = Arc::new(Source::default());
         lock(&self.sources).insert(Token(fd as usize), source.clone());
@@ -338,7 +339,6 @@ impl Listener for Registered {
         let (socket, _) = std::task::ready!(self
             .source
             .poll_io(cx, Interest::Read, || self.socket.accept()))?;
-        socket.set_nonblocking(true)?;
         Poll::Ready(Ok(Box::new(self.reactor.register(socket)?)))
     }
 }

@@ -502,6 +502,119 @@ pub fn a_connect_that_gets_no_answer_times_out(driver: &dyn Driver) {
     drop(filling);
 }
 
+/// An acceptor that rejects a connection closes only that one: its peer sees the end at once,
+/// the manager lists nothing for it, and the next connection is served.
+pub fn a_rejecting_acceptor_closes_only_that_connection(driver: &dyn Driver) {
+    let (tx, closes) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let mut first = true;
+    let acceptor = acceptor(move |t: &mut Tendril| {
+        if std::mem::take(&mut first) {
+            return Err(Reject::new("not today"));
+        }
+        lines(t);
+        let closes = tendril_net::lock(&tx).clone();
+        Ok(Echo {
+            closes,
+            switch: false,
+            after_data: false,
+        })
+    });
+    let server = driver
+        .start("tcp", "127.0.0.1:0", acceptor, WrapperChain::new())
+        .unwrap();
+    let mut rejected = connect(ip(&*server));
+    let mut rest = Vec::new();
+    assert_eq!(rejected.read_to_end(&mut rest).unwrap_or(0), 0);
+    assert_eq!(server.tendril_count(), 0);
+    let mut served = connect(ip(&*server));
+    served.write_all(b"welcome\r\n").unwrap();
+    assert_eq!(read_n(&mut served, 9), b"welcome\r\n");
+    assert_eq!(server.tendril_count(), 1);
+    drop(served);
+    assert_eq!(next_close(&closes), "closed by the peer");
+    server.stop();
+}
+
+/// TCP under another name, restricted to IPv6: a transport built only from the kit's public
+/// API, so it runs on whichever runtime the manager has.
+struct Tcp6;
+
+impl tendril_net::runtime::Transport for Tcp6 {
+    fn proto(&self) -> tendril_core::Proto {
+        tendril_core::Proto::stream("tcp6")
+    }
+
+    fn listen(
+        &self,
+        shared: Arc<tendril_net::runtime::Shared>,
+        endpoint: String,
+        _wrapper: WrapperChain,
+        acceptor: SharedAcceptor,
+    ) -> futures::future::BoxFuture<'static, io::Result<Addr>> {
+        Box::pin(async move {
+            let listener = std::net::TcpListener::bind(&endpoint)?;
+            listener.set_nonblocking(true)?; // what `Runtime::listener` takes
+            let local = listener.local_addr()?;
+            if !local.is_ipv6() {
+                return Err(io::Error::other("tcp6 needs an IPv6 endpoint"));
+            }
+            let mut listener = shared.runtime().listener(listener.into())?;
+            let (task, cancel) = (shared.clone(), shared.cancelled());
+            shared.spawn(async move {
+                loop {
+                    let accept = std::future::poll_fn(|cx| listener.poll_accept(cx));
+                    let Some(Ok(io)) = cancel.run_until_cancelled(accept).await else {
+                        break;
+                    };
+                    let remote = io.socket().peer_addr().ok().and_then(|a| a.as_socket());
+                    let remote = remote.map_or(Addr::Unnamed, Addr::from);
+                    let _ = tendril_net::runtime::spawn_stream(
+                        &task,
+                        io,
+                        local.into(),
+                        remote,
+                        &acceptor,
+                    );
+                }
+            });
+            Ok(local.into())
+        })
+    }
+
+    fn connect(
+        &self,
+        _shared: Arc<tendril_net::runtime::Shared>,
+        _local: String,
+        _target: String,
+        _wrapper: WrapperChain,
+        _acceptor: SharedAcceptor,
+    ) -> futures::future::BoxFuture<'static, io::Result<tendril_net::runtime::TendrilHandle>> {
+        Box::pin(async { Err(io::Error::other("listen only")) })
+    }
+}
+
+/// A protocol registered by name (a transport of the user's own) is found by `get_manager` and
+/// serves like a built-in one; an unknown name is an error.
+pub fn a_registered_protocol_is_found_by_name(driver: &dyn Driver) {
+    tendril_net::runtime::register("tcp6", Arc::new(Tcp6));
+    assert!(tendril_net::runtime::protocols().contains(&"tcp6".to_string()));
+    let (acceptor, closes) = echo(lines, false);
+    let server = driver
+        .start("tcp6", "[::1]:0", acceptor, WrapperChain::new())
+        .unwrap();
+    let mut client = connect(ip(&*server));
+    client.write_all(b"six\r\n").unwrap();
+    assert_eq!(read_n(&mut client, 5), b"six\r\n");
+    drop(client);
+    assert_eq!(next_close(&closes), "closed by the peer");
+    server.stop();
+    let (acceptor, _) = echo(lines, false);
+    assert!(driver
+        .start("nope", "127.0.0.1:0", acceptor, WrapperChain::new())
+        .is_err());
+}
+
 /// The original's switching case over a real socket, all in one write.
 pub fn switching_with_pipelined_input(driver: &dyn Driver) {
     let (acceptor, _closes) = echo(
@@ -915,6 +1028,14 @@ macro_rules! driver_suite {
         #[test]
         fn suite_a_connect_that_gets_no_answer_times_out() {
             $crate::a_connect_that_gets_no_answer_times_out(&suite_driver());
+        }
+        #[test]
+        fn suite_a_rejecting_acceptor_closes_only_that_connection() {
+            $crate::a_rejecting_acceptor_closes_only_that_connection(&suite_driver());
+        }
+        #[test]
+        fn suite_a_registered_protocol_is_found_by_name() {
+            $crate::a_registered_protocol_is_found_by_name(&suite_driver());
         }
         #[test]
         fn suite_switching_with_pipelined_input() {

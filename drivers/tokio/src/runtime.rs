@@ -29,6 +29,7 @@ impl Runtime for Tokio {
     }
 
     fn listener(&self, socket: Socket) -> io::Result<Box<dyn Listener>> {
+        socket.set_nonblocking(true)?; // Tokio's `from_std` trusts it is
         Ok(if socket.domain()? == Domain::UNIX {
             Box::new(Accept(tokio::net::UnixListener::from_std(socket.into())?))
         } else {
@@ -37,10 +38,12 @@ impl Runtime for Tokio {
     }
 
     fn udp(&self, socket: std::net::UdpSocket) -> io::Result<Box<dyn Readiness>> {
+        socket.set_nonblocking(true)?;
         Ok(Box::new(Udp(tokio::net::UdpSocket::from_std(socket)?)))
     }
 
     fn stream(&self, socket: Socket) -> io::Result<Box<dyn StreamIo>> {
+        socket.set_nonblocking(true)?;
         Ok(if socket.domain()? == Domain::UNIX {
             Box::new(Stream(tokio::net::UnixStream::from_std(socket.into())?))
         } else {

@@ -3,10 +3,9 @@
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tendril_core::{AppError, Application, CloseReason, Line, Reject, Tendril};
+use tendril_core::{AppError, Application, CloseReason, Line, Tendril};
 use tendril_tokio::{get_manager, Manager, WrapperChain};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 /// What the server side saw.
@@ -72,16 +71,6 @@ fn port_addr(manager: &Manager) -> std::net::SocketAddr {
     manager.local_addr().unwrap().ip().unwrap()
 }
 
-/// Read `n` bytes, failing (instead of hanging) if they do not come within 10 s.
-async fn read_exactly(stream: &mut TcpStream, n: usize) -> Vec<u8> {
-    let mut buf = vec![0; n];
-    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut buf))
-        .await
-        .expect("no reply within 10 s")
-        .unwrap();
-    buf
-}
-
 #[tokio::test]
 async fn two_ephemeral_managers_and_a_listener_that_also_connects_out() {
     let (a, seen_a, _ca) = line_echo("tcp", "127.0.0.1:0").await;
@@ -121,98 +110,6 @@ async fn two_ephemeral_managers_and_a_listener_that_also_connects_out() {
     handle.close();
     a.stop().await;
     b.stop().await;
-}
-
-#[tokio::test]
-async fn a_rejecting_acceptor_closes_only_that_connection() {
-    let manager = get_manager("tcp", "127.0.0.1:0").unwrap();
-    manager
-        .start(
-            |t: &mut Tendril| -> Result<Echo, Reject> {
-                let _ = t;
-                Err(Reject::new("not today"))
-            },
-            WrapperChain::new(),
-        )
-        .await
-        .unwrap();
-    let mut client = TcpStream::connect(port_addr(&manager)).await.unwrap();
-    let mut buf = Vec::new();
-    assert_eq!(client.read_to_end(&mut buf).await.unwrap(), 0);
-    assert!(manager.running());
-    manager.stop().await;
-}
-
-#[tokio::test]
-async fn a_user_registered_protocol_is_found_by_name() {
-    /// TCP under another name, restricted to IPv6: built only from the public API.
-    struct Tcp6;
-    impl tendril_tokio::Transport for Tcp6 {
-        fn proto(&self) -> tendril_core::Proto {
-            tendril_core::Proto::stream("tcp6")
-        }
-        fn listen(
-            &self,
-            ctx: Arc<tendril_tokio::Shared>,
-            endpoint: String,
-            _wrapper: WrapperChain,
-            acceptor: tendril_tokio::SharedAcceptor,
-        ) -> futures::future::BoxFuture<'static, std::io::Result<tendril_core::Addr>> {
-            Box::pin(async move {
-                let listener = tokio::net::TcpListener::bind(&endpoint).await?;
-                let local = listener.local_addr()?;
-                if !local.is_ipv6() {
-                    return Err(std::io::Error::other("tcp6 needs an IPv6 endpoint"));
-                }
-                let task_ctx = ctx.clone();
-                let cancel = ctx.cancelled();
-                ctx.spawn(async move {
-                    loop {
-                        let (stream, remote) = tokio::select! {
-                            _ = cancel.cancelled() => break,
-                            Ok(accepted) = listener.accept() => accepted,
-                        };
-                        // Any connected socket becomes a stream the kit drives.
-                        let Ok(io) = stream
-                            .into_std()
-                            .and_then(|s| task_ctx.runtime().stream(s.into()))
-                        else {
-                            continue;
-                        };
-                        let _ = tendril_tokio::spawn_stream(
-                            &task_ctx,
-                            io,
-                            local.into(),
-                            remote.into(),
-                            &acceptor,
-                        );
-                    }
-                });
-                Ok(local.into())
-            })
-        }
-        fn connect(
-            &self,
-            _ctx: Arc<tendril_tokio::Shared>,
-            _local: String,
-            _target: String,
-            _wrapper: WrapperChain,
-            _acceptor: tendril_tokio::SharedAcceptor,
-        ) -> futures::future::BoxFuture<'static, std::io::Result<tendril_tokio::TendrilHandle>>
-        {
-            Box::pin(async { Err(std::io::Error::other("listen only")) })
-        }
-    }
-    tendril_tokio::register("tcp6", Arc::new(Tcp6));
-    assert!(tendril_tokio::protocols().contains(&"tcp6".to_string()));
-    let (manager, seen, _closed) = line_echo("tcp6", "[::1]:0").await;
-    assert_eq!(manager.proto().name(), "tcp6");
-    let mut client = TcpStream::connect(port_addr(&manager)).await.unwrap();
-    client.write_all(b"six\r\n").await.unwrap();
-    assert_eq!(read_exactly(&mut client, 5).await, b"six\r\n");
-    assert_eq!(seen.lock().unwrap().frames, ["six"]);
-    manager.stop().await;
-    assert!(get_manager("nope", "").is_err());
 }
 
 #[cfg(unix)]
