@@ -66,6 +66,7 @@ enum Server {
     Tokio(tendril_tokio::Manager),
     AsyncStd(tendril_async_std::Manager),
     Blocking(tendril_blocking::Manager),
+    Mio(tendril_net::runtime::Manager),
     Plain,
 }
 
@@ -73,7 +74,7 @@ impl Server {
     async fn stop(self) {
         match self {
             Server::Tokio(m) => m.stop().await,
-            Server::AsyncStd(m) => m.stop().await,
+            Server::AsyncStd(m) | Server::Mio(m) => m.stop().await,
             Server::Blocking(m) => tokio::task::spawn_blocking(move || m.stop()).await.unwrap(),
             Server::Plain => {}
         }
@@ -103,6 +104,13 @@ async fn blocking_tcp() -> (Server, SocketAddr) {
     manager.start(lines, nodelay()).unwrap();
     let addr = manager.local_addr().unwrap().ip().unwrap();
     (Server::Blocking(manager), addr)
+}
+
+async fn mio_tcp() -> (Server, SocketAddr) {
+    let manager = tendril_mio::get_manager("tcp", "127.0.0.1:0").unwrap();
+    manager.start(lines, nodelay()).await.unwrap();
+    let addr = manager.local_addr().unwrap().ip().unwrap();
+    (Server::Mio(manager), addr)
 }
 
 async fn tokio_tcp() -> (Server, SocketAddr) {
@@ -449,6 +457,7 @@ fn main() {
                     ("tendril-tokio", tendril_tcp().await),
                     ("tendril-async-std", async_std_tcp().await),
                     ("tendril-blocking", blocking_tcp().await),
+                    ("tendril-mio", mio_tcp().await),
                 ] {
                     let ours = tcp_load(addr, connections).await;
                     server.stop().await;
