@@ -89,29 +89,6 @@ impl Application for Echo {
     }
 }
 
-/// A line echo server on `endpoint`; returns the manager, what it saw, and close notifications.
-async fn line_echo(rt: Rt, proto: &str, endpoint: &str) -> (Manager, Shared, Receiver<String>) {
-    let manager = rt.manager(proto, endpoint);
-    let seen = Shared::default();
-    let (tx, rx) = unbounded();
-    let s = seen.clone();
-    manager
-        .start(
-            move |t: &mut Tendril| {
-                t.set_recv_framer(Line::crlf());
-                t.set_send_framer(Line::crlf());
-                Ok(Echo {
-                    seen: s.clone(),
-                    closed_tx: Some(tx.clone()),
-                })
-            },
-            WrapperChain::new(),
-        )
-        .await
-        .unwrap();
-    (manager, seen, rx)
-}
-
 fn port_addr(manager: &Manager) -> std::net::SocketAddr {
     manager.local_addr().unwrap().ip().unwrap()
 }
@@ -144,44 +121,6 @@ impl Application for Client {
         let _ = self.0.try_send(frame);
         Ok(())
     }
-}
-
-async fn two_ephemeral_managers_and_a_listener_that_also_connects_out(rt: Rt) {
-    let (a, seen_a, _ca) = line_echo(rt, "tcp", "127.0.0.1:0").await;
-    let (b, _seen_b, _cb) = line_echo(rt, "tcp", "127.0.0.1:0").await;
-    assert_ne!(port_addr(&a), port_addr(&b));
-    let (tx, replies) = unbounded();
-    // b, a listening manager, connects out to a, by name.
-    let handle = b
-        .connect(
-            &format!("localhost:{}", port_addr(&a).port()),
-            move |t: &mut Tendril| {
-                t.set_recv_framer(Line::crlf());
-                t.set_send_framer(Line::crlf());
-                Ok(Client(tx.clone()))
-            },
-            WrapperChain::new(),
-        )
-        .await
-        .unwrap();
-    within(handle.send_frame(Bytes::from("from b")))
-        .await
-        .unwrap();
-    assert_eq!(within(replies.recv()).await.unwrap(), "from b");
-    assert_eq!(seen_a.lock().unwrap().frames, ["from b"]);
-    assert!(b.find(handle.local_addr(), handle.remote_addr()).is_some());
-    // A handle works from another thread too.
-    let h2 = handle.clone();
-    assert!(
-        std::thread::spawn(move || h2.send_frame_nowait(Bytes::from("from a thread")))
-            .join()
-            .unwrap()
-    );
-    assert_eq!(within(replies.recv()).await.unwrap(), "from a thread");
-    handle.close();
-    within(a.stop()).await;
-    within(b.stop()).await;
-    assert!(handle.is_closed());
 }
 
 /// A self-signed "localhost" certificate: the server's configuration, and a client's that
@@ -310,7 +249,6 @@ macro_rules! under_both_executors {
 }
 
 under_both_executors!(
-    two_ephemeral_managers_and_a_listener_that_also_connects_out,
     tls_echo_between_a_server_and_a_connected_client,
     the_default_spawner_serves_under_either_block_on,
 );

@@ -3,7 +3,7 @@
 
 use std::io;
 use std::time::Duration;
-use tendril_async_std::{get_manager, Manager, Spawner};
+use tendril_async_std::{get_manager, Manager, Spawner, TendrilHandle};
 use tendril_core::Addr;
 use tendril_core::Tendril;
 use tendril_driver_suite::{Settings, Silent};
@@ -51,6 +51,11 @@ fn start(
     Ok(Box::new(Running { manager, executor }))
 }
 
+fn connector(executor: Executor, proto: &str) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
+    let manager = get_manager(proto, "")?;
+    Ok(Box::new(Running { manager, executor }))
+}
+
 fn connect_within(executor: Executor, target: &str, timeout: Duration) -> io::Result<()> {
     let manager = get_manager("tcp", "")?;
     manager.set_connect_timeout(timeout);
@@ -86,6 +91,17 @@ impl tendril_driver_suite::Server for Running {
             [start, connect.map(drop)]
         })
     }
+    fn connect(&self, target: &str, acceptor: SharedAcceptor) -> io::Result<TendrilHandle> {
+        let app = move |t: &mut Tendril| (lock(&acceptor))(t);
+        block_on(
+            self.executor,
+            self.manager.connect(target, app, WrapperChain::new()),
+        )
+    }
+
+    fn finds(&self, local: &Addr, remote: &Addr) -> bool {
+        self.manager.find(local, remote).is_some()
+    }
 }
 
 mod on_async_std {
@@ -116,6 +132,10 @@ mod on_async_std {
         fn connect_within(&self, target: &str, timeout: Duration) -> io::Result<()> {
             connect_within(Executor::AsyncStd, target, timeout)
         }
+
+        fn connector(&self, proto: &str) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
+            connector(Executor::AsyncStd, proto)
+        }
     }
 
     tendril_driver_suite::driver_suite!(AsyncStd);
@@ -141,6 +161,10 @@ mod on_smol {
 
         fn connect_within(&self, target: &str, timeout: Duration) -> io::Result<()> {
             connect_within(Executor::Smol, target, timeout)
+        }
+
+        fn connector(&self, proto: &str) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
+            connector(Executor::Smol, proto)
         }
     }
 

@@ -94,38 +94,6 @@ fn next_close(closed: &Receiver<String>) -> String {
     closed.recv_timeout(GUARD).expect("no close in time")
 }
 
-#[test]
-fn udp_connect_out_to_a_std_peer() {
-    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
-    peer.set_read_timeout(Some(GUARD)).unwrap();
-    let manager = get_manager("udp", "").unwrap();
-    let (tx, replies) = mpsc::channel();
-    struct Client(Sender<Bytes>);
-    impl Application for Client {
-        fn recv_frame(&mut self, _: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
-            let _ = self.0.send(frame);
-            Ok(())
-        }
-    }
-    let handle = manager
-        .connect(
-            &peer.local_addr().unwrap().to_string(),
-            move |_t: &mut Tendril| Ok(Client(tx.clone())),
-            WrapperChain::new(),
-        )
-        .unwrap();
-    handle.send_frame(Bytes::from("ping")).unwrap();
-    let mut buf = [0; 64];
-    let (n, from) = peer.recv_from(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"ping");
-    peer.send_to(b"pong", from).unwrap();
-    assert_eq!(replies.recv_timeout(GUARD).unwrap(), "pong");
-    assert_eq!(manager.tendrils().len(), 1);
-    manager.stop();
-    assert!(handle.is_closed());
-    assert!(!handle.send_frame_nowait(Bytes::from("late")));
-}
-
 #[cfg(unix)]
 #[test]
 fn unix_peers_sharing_one_address_pair_are_all_listed_and_stopped() {
@@ -468,54 +436,6 @@ fn a_handle_send_waits_for_room_in_the_queue() {
     let most = *most.lock().unwrap();
     assert!(most <= HIGH + SIZE, "queue grew to {most}");
     manager.stop();
-}
-
-#[test]
-fn two_ephemeral_managers_and_a_listener_that_also_connects_out() {
-    let (a, seen_a, _ca) = line_echo("tcp", "127.0.0.1:0");
-    let (b, _seen_b, _cb) = line_echo("tcp", "127.0.0.1:0");
-    assert_ne!(port_addr(&a), port_addr(&b));
-    let (tx, replies) = mpsc::channel();
-    struct Client(Sender<Bytes>);
-    impl Application for Client {
-        fn recv_frame(&mut self, _: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
-            let _ = self.0.send(frame);
-            Ok(())
-        }
-    }
-    // b, a listening manager, connects out to a, by name.
-    let handle = b
-        .connect(
-            &format!("localhost:{}", port_addr(&a).port()),
-            move |t: &mut Tendril| {
-                t.set_recv_framer(Line::crlf());
-                t.set_send_framer(Line::crlf());
-                Ok(Client(tx.clone()))
-            },
-            WrapperChain::new(),
-        )
-        .unwrap();
-    handle.send_frame(Bytes::from("from b")).unwrap();
-    assert_eq!(replies.recv_timeout(GUARD).unwrap(), "from b");
-    assert_eq!(seen_a.lock().unwrap().frames, ["from b"]);
-    assert!(b.find(handle.local_addr(), handle.remote_addr()).is_some());
-    assert_eq!(
-        handle.local_addr().ip().unwrap().ip(),
-        port_addr(&b).ip(),
-        "connects out from the manager's address"
-    );
-    // A handle works from another thread too.
-    let h2 = handle.clone();
-    assert!(
-        std::thread::spawn(move || h2.send_frame_nowait(Bytes::from("from a thread")))
-            .join()
-            .unwrap()
-    );
-    assert_eq!(replies.recv_timeout(GUARD).unwrap(), "from a thread");
-    handle.close();
-    a.stop();
-    b.stop();
-    assert!(handle.is_closed());
 }
 
 #[test]

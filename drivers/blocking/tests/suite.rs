@@ -6,6 +6,7 @@ use tendril_blocking::{get_manager, Manager};
 use tendril_core::Addr;
 use tendril_core::Tendril;
 use tendril_driver_suite::{Settings, Silent};
+use tendril_net::runtime::TendrilHandle;
 use tendril_net::{lock, SharedAcceptor, WrapperChain};
 
 /// Plain threads: nothing to set up.
@@ -35,6 +36,9 @@ impl tendril_driver_suite::Driver for Blocking {
         manager.stop();
         Ok(())
     }
+    fn connector(&self, proto: &str) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
+        Ok(Box::new(Running(get_manager(proto, "")?)))
+    }
 }
 
 /// A started manager.
@@ -59,6 +63,15 @@ impl tendril_driver_suite::Server for Running {
         let start = self.0.start(silent, WrapperChain::new());
         let connect = self.0.connect(target, silent, WrapperChain::new());
         [start, connect.map(drop)]
+    }
+    fn connect(&self, target: &str, acceptor: SharedAcceptor) -> io::Result<TendrilHandle> {
+        let app = move |t: &mut Tendril| (lock(&acceptor))(t);
+        let handle = self.0.connect(target, app, WrapperChain::new())?;
+        Ok((*handle).clone())
+    }
+
+    fn finds(&self, local: &Addr, remote: &Addr) -> bool {
+        self.0.find(local, remote).is_some()
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tendril_core::{Addr, Tendril};
 use tendril_driver_suite::{Settings, Silent};
 use tendril_mio::get_manager;
-use tendril_net::runtime::Manager;
+use tendril_net::runtime::{Manager, TendrilHandle};
 use tendril_net::{lock, SharedAcceptor, WrapperChain};
 
 /// Every manager on the one mio loop; the test thread waits with `block_on`.
@@ -40,6 +40,9 @@ impl tendril_driver_suite::Driver for Mio {
             Ok(())
         })
     }
+    fn connector(&self, proto: &str) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
+        Ok(Box::new(Running(get_manager(proto, "")?)))
+    }
 }
 
 struct Running(Manager);
@@ -65,6 +68,14 @@ impl tendril_driver_suite::Server for Running {
             let connect = self.0.connect(target, silent, WrapperChain::new()).await;
             [start, connect.map(drop)]
         })
+    }
+    fn connect(&self, target: &str, acceptor: SharedAcceptor) -> io::Result<TendrilHandle> {
+        let app = move |t: &mut Tendril| (lock(&acceptor))(t);
+        block_on(self.0.connect(target, app, WrapperChain::new()))
+    }
+
+    fn finds(&self, local: &Addr, remote: &Addr) -> bool {
+        self.0.find(local, remote).is_some()
     }
 }
 

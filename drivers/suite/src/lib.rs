@@ -15,6 +15,7 @@ use tendril_core::tracker::TrackerConfig;
 use tendril_core::{
     Addr, AppError, Application, Chunk, CloseReason, Config, LengthPrefixed, Line, Reject, Tendril,
 };
+use tendril_net::runtime::TendrilHandle;
 use tendril_net::{acceptor, SharedAcceptor, WrapperChain};
 
 /// Manager settings a scenario asks for; `None` leaves the manager's defaults.
@@ -69,6 +70,8 @@ pub trait Driver {
     /// Connect over TCP to `target` from a new manager (endpoint `""`) whose connect timeout
     /// is `timeout`, with [`Silent`]; on success, close the connection again.
     fn connect_within(&self, target: &str, timeout: Duration) -> io::Result<()>;
+    /// A manager for `proto` that only connects out (endpoint `""`), not started.
+    fn connector(&self, proto: &str) -> io::Result<Box<dyn Server>>;
 }
 
 /// A running manager.
@@ -82,6 +85,11 @@ pub trait Server {
     /// Stop, then try to `start` the manager again (with [`Silent`]) and to `connect` from it
     /// to `target`: the two results, in that order.
     fn stop_then_try_again(self: Box<Self>, target: &str) -> [io::Result<()>; 2];
+    /// Connect out from this manager to `target`, with `acceptor` making the application: the
+    /// new tendril's handle.
+    fn connect(&self, target: &str, acceptor: SharedAcceptor) -> io::Result<TendrilHandle>;
+    /// `true` when `find(local, remote)` knows a live tendril there.
+    fn finds(&self, local: &Addr, remote: &Addr) -> bool;
 }
 
 /// An application that ignores its frames.
@@ -615,6 +623,93 @@ pub fn a_registered_protocol_is_found_by_name(driver: &dyn Driver) {
         .is_err());
 }
 
+/// Forwards every frame it receives to a channel.
+struct Client(Mutex<mpsc::Sender<Bytes>>);
+
+impl Application for Client {
+    fn recv_frame(&mut self, _: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+        let _ = tendril_net::lock(&self.0).send(frame);
+        Ok(())
+    }
+}
+
+/// A [`Client`] acceptor with the framers `setup` picks, and where its frames arrive.
+fn client(setup: fn(&mut Tendril)) -> (SharedAcceptor, mpsc::Receiver<Bytes>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let acceptor = acceptor(move |t: &mut Tendril| {
+        setup(t);
+        Ok::<_, Reject>(Client(Mutex::new(tendril_net::lock(&tx).clone())))
+    });
+    (acceptor, rx)
+}
+
+/// A manager that listens also connects out (from its own address, on an ephemeral port, so no
+/// `EADDRINUSE`), its handle reaches the tendril from any thread, and two managers that only
+/// connect out each get a port of their own.
+pub fn a_listener_also_connects_out_and_its_handles_work_from_any_thread(driver: &dyn Driver) {
+    let (echoing, _) = echo(lines, false);
+    let a = driver
+        .start("tcp", "127.0.0.1:0", echoing, WrapperChain::new())
+        .unwrap();
+    let (echoing, _) = echo(lines, false);
+    let b = driver
+        .start("tcp", "127.0.0.1:0", echoing, WrapperChain::new())
+        .unwrap();
+    assert_ne!(ip(&*a), ip(&*b));
+    let (acceptor, replies) = client(lines);
+    let handle = b
+        .connect(&format!("localhost:{}", ip(&*a).port()), acceptor)
+        .unwrap();
+    handle.send_frame_blocking(Bytes::from("from b")).unwrap();
+    assert_eq!(replies.recv_timeout(WAIT).unwrap(), "from b");
+    assert!(b.finds(handle.local_addr(), handle.remote_addr()));
+    assert_eq!(
+        handle.local_addr().ip().map(|a| a.ip()),
+        Some(ip(&*b).ip()),
+        "connects out from the manager's address"
+    );
+    let other = handle.clone();
+    let sent = std::thread::spawn(move || other.send_frame_nowait(Bytes::from("from a thread")));
+    assert!(sent.join().unwrap());
+    assert_eq!(replies.recv_timeout(WAIT).unwrap(), "from a thread");
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            let connector = driver.connector("tcp").unwrap();
+            let (acceptor, _) = client(lines);
+            let handle = connector.connect(&ip(&*a).to_string(), acceptor).unwrap();
+            let port = handle.local_addr().ip().map(|a| a.port());
+            connector.stop();
+            port.unwrap_or_default()
+        })
+        .collect();
+    assert!(ports.iter().all(|p| *p != 0));
+    handle.close();
+    a.stop();
+    b.stop();
+    assert!(handle.is_closed());
+}
+
+/// A UDP manager that only connects out gets the replies of the peer it sent to.
+pub fn a_connect_only_udp_manager_gets_its_replies(driver: &dyn Driver) {
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(WAIT)).unwrap();
+    let connector = driver.connector("udp").unwrap();
+    let (acceptor, replies) = client(|_| {});
+    let handle = connector
+        .connect(&peer.local_addr().unwrap().to_string(), acceptor)
+        .unwrap();
+    handle.send_frame_blocking(Bytes::from("ping")).unwrap();
+    let mut buf = [0; 16];
+    let (n, from) = peer.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"ping");
+    peer.send_to(b"pong", from).unwrap();
+    assert_eq!(replies.recv_timeout(WAIT).unwrap(), "pong");
+    assert_eq!(connector.tendril_count(), 1);
+    connector.stop();
+    assert!(handle.is_closed());
+}
+
 /// The original's switching case over a real socket, all in one write.
 pub fn switching_with_pipelined_input(driver: &dyn Driver) {
     let (acceptor, _closes) = echo(
@@ -1036,6 +1131,16 @@ macro_rules! driver_suite {
         #[test]
         fn suite_a_registered_protocol_is_found_by_name() {
             $crate::a_registered_protocol_is_found_by_name(&suite_driver());
+        }
+        #[test]
+        fn suite_a_listener_also_connects_out_and_its_handles_work_from_any_thread() {
+            $crate::a_listener_also_connects_out_and_its_handles_work_from_any_thread(
+                &suite_driver(),
+            );
+        }
+        #[test]
+        fn suite_a_connect_only_udp_manager_gets_its_replies() {
+            $crate::a_connect_only_udp_manager_gets_its_replies(&suite_driver());
         }
         #[test]
         fn suite_switching_with_pipelined_input() {

@@ -67,51 +67,6 @@ async fn line_echo(
     (manager, seen, rx)
 }
 
-fn port_addr(manager: &Manager) -> std::net::SocketAddr {
-    manager.local_addr().unwrap().ip().unwrap()
-}
-
-#[tokio::test]
-async fn two_ephemeral_managers_and_a_listener_that_also_connects_out() {
-    let (a, seen_a, _ca) = line_echo("tcp", "127.0.0.1:0").await;
-    let (b, _seen_b, _cb) = line_echo("tcp", "127.0.0.1:0").await;
-    assert_ne!(port_addr(&a), port_addr(&b));
-    let (tx, mut replies) = mpsc::unbounded_channel();
-    struct Client(mpsc::UnboundedSender<Bytes>);
-    impl Application for Client {
-        fn recv_frame(&mut self, _: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
-            let _ = self.0.send(frame);
-            Ok(())
-        }
-    }
-    // b, a listening manager, connects out to a.
-    let handle = b
-        .connect(
-            &format!("localhost:{}", port_addr(&a).port()),
-            move |t: &mut Tendril| {
-                t.set_recv_framer(Line::crlf());
-                t.set_send_framer(Line::crlf());
-                Ok(Client(tx.clone()))
-            },
-            WrapperChain::new(),
-        )
-        .await
-        .unwrap();
-    handle.send_frame(Bytes::from("from b")).await.unwrap();
-    assert_eq!(replies.recv().await.unwrap(), "from b");
-    assert_eq!(seen_a.lock().unwrap().frames, ["from b"]);
-    assert!(b.find(handle.local_addr(), handle.remote_addr()).is_some());
-    // A handle works from another thread too.
-    let h2 = handle.clone();
-    std::thread::spawn(move || h2.send_frame_nowait(Bytes::from("from a thread")))
-        .join()
-        .unwrap();
-    assert_eq!(replies.recv().await.unwrap(), "from a thread");
-    handle.close();
-    a.stop().await;
-    b.stop().await;
-}
-
 #[cfg(unix)]
 #[tokio::test]
 async fn unnamed_unix_clients_are_all_tracked_and_stop_returns() {
@@ -135,44 +90,4 @@ async fn unnamed_unix_clients_are_all_tracked_and_stop_returns() {
     tokio::time::timeout(Duration::from_secs(10), manager.stop())
         .await
         .expect("stop() returned");
-}
-
-#[tokio::test]
-async fn a_connect_only_udp_manager_gets_its_replies() {
-    let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    peer.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let manager = get_manager("udp", "").unwrap();
-    let (tx, mut replies) = mpsc::unbounded_channel();
-    struct Client(mpsc::UnboundedSender<Bytes>);
-    impl Application for Client {
-        fn recv_frame(&mut self, _: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
-            let _ = self.0.send(frame);
-            Ok(())
-        }
-    }
-    let handle = manager
-        .connect(
-            &peer.local_addr().unwrap().to_string(),
-            move |_t: &mut Tendril| Ok(Client(tx.clone())),
-            WrapperChain::new(),
-        )
-        .await
-        .unwrap();
-    handle.send_frame(Bytes::from("ping")).await.unwrap();
-    // The peer answers whoever pinged it, from its own address.
-    let got = tokio::task::spawn_blocking(move || {
-        let mut buf = [0; 16];
-        let (n, from) = peer.recv_from(&mut buf).unwrap();
-        peer.send_to(b"pong", from).unwrap();
-        buf[..n].to_vec()
-    })
-    .await
-    .unwrap();
-    assert_eq!(got, b"ping");
-    let reply = tokio::time::timeout(Duration::from_secs(10), replies.recv())
-        .await
-        .expect("the reply reached the tendril");
-    assert_eq!(reply.unwrap(), "pong");
-    manager.stop().await;
 }

@@ -6,7 +6,7 @@ use tendril_core::Addr;
 use tendril_core::Tendril;
 use tendril_driver_suite::{Settings, Silent};
 use tendril_net::{lock, SharedAcceptor, WrapperChain};
-use tendril_tokio::{get_manager, Manager};
+use tendril_tokio::{get_manager, Manager, TendrilHandle};
 
 /// Each manager gets its own multi-threaded runtime, kept until it stops.
 #[derive(Default)]
@@ -50,6 +50,14 @@ impl tendril_driver_suite::Driver for Tokio {
             Ok(())
         })
     }
+    fn connector(&self, proto: &str) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let manager = get_manager(proto, "")?;
+        Ok(Box::new(Running { runtime, manager }))
+    }
 }
 
 impl tendril_driver_suite::Server for Running {
@@ -74,6 +82,15 @@ impl tendril_driver_suite::Server for Running {
             let connect = manager.connect(target, silent, WrapperChain::new()).await;
             [start, connect.map(drop)]
         })
+    }
+    fn connect(&self, target: &str, acceptor: SharedAcceptor) -> io::Result<TendrilHandle> {
+        let app = move |t: &mut Tendril| (lock(&acceptor))(t);
+        self.runtime
+            .block_on(self.manager.connect(target, app, WrapperChain::new()))
+    }
+
+    fn finds(&self, local: &Addr, remote: &Addr) -> bool {
+        self.manager.find(local, remote).is_some()
     }
 }
 
