@@ -9,7 +9,9 @@
 # 2. allocations per frame and per datagram, bytes copied on the send path, memory per idle
 #    connection and peer (dhat);
 # 3. TCP and UDP echo over loopback and memory per idle TCP connection, against plain Tokio;
-# 4. the chart of every ratio against its goal, benches/ratios.svg (shown in BENCHMARKS.md).
+# 4. the chart of every ratio against its goal, benches/ratios.svg (shown in BENCHMARKS.md);
+# 5. the `dns` example against NSD on UDP and TCP (benches/dns_vs_nsd.sh; installs nsd and
+#    dnsperf from Debian when they are missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,3 +21,4 @@ cargo bench -p tendril-core --bench alloc
 mkdir -p target/compare
 cargo bench -p tendril-tokio --bench socket | tee target/compare/socket.md
 python3 benches/chart.py target/criterion target/compare/socket.md benches/ratios.svg
+benches/dns_vs_nsd.sh | tee target/compare/dns.md
