@@ -23,7 +23,12 @@ need dnsperf dnsperf
 NSD=$(command -v nsd || echo /usr/sbin/nsd)
 
 work=$(mktemp -d)
-trap 'kill $(cat "$work/nsd.pid" 2>/dev/null) $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+cleanup() {
+    kill $(cat "$work/nsd.pid" 2>/dev/null) $(jobs -p) 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
 zone="$PWD/examples/zones/example.test.zone"
 
 # The queries: answers, a second address family, NXDOMAIN, MX, a CNAME chain, TXT.
