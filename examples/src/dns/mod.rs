@@ -37,9 +37,11 @@ use tendril_net::{options, WrapperChain};
 use tendril_tokio::Manager;
 
 mod answer;
+mod answers;
 mod zone;
 
 pub use answer::{respond, Transport, UDP_LIMIT_PLAIN, UDP_PAYLOAD};
+pub use answers::Answers;
 pub use zone::{Zone, ZoneError};
 
 /// TCP connections that send nothing for this long are closed, by default (RFC 7766 §6.2.3 asks
@@ -55,17 +57,28 @@ pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct DnsServer {
     zone: Arc<Zone>,
     transport: Transport,
+    /// Shared by every tendril of one acceptor.
+    answers: Arc<Answers>,
 }
 
 impl DnsServer {
     /// A server for `zone`, for messages arriving over `transport`.
     pub fn new(zone: Arc<Zone>, transport: Transport) -> Self {
-        DnsServer { zone, transport }
+        DnsServer {
+            zone,
+            transport,
+            answers: Arc::default(),
+        }
     }
 
     /// Set the framers `tendril` needs for its protocol and make its application: identity
     /// for datagram protocols, a 2-byte big-endian length prefix for streams.
     pub fn accept(zone: Arc<Zone>, tendril: &mut Tendril) -> Self {
+        Self::accept_with(zone, Arc::default(), tendril)
+    }
+
+    /// [`accept`](Self::accept), remembering answers in `answers`.
+    fn accept_with(zone: Arc<Zone>, answers: Arc<Answers>, tendril: &mut Tendril) -> Self {
         let transport = if tendril.proto().is_datagram() {
             tendril.set_recv_framer(Identity::new());
             tendril.set_send_framer(Identity::new());
@@ -76,13 +89,17 @@ impl DnsServer {
             Transport::Tcp
         };
         tracing::debug!(peer = %tendril.remote_addr(), proto = %tendril.proto(), "accepted");
-        DnsServer::new(zone, transport)
+        DnsServer {
+            zone,
+            transport,
+            answers,
+        }
     }
 }
 
 impl Application for DnsServer {
     fn recv_frame(&mut self, t: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
-        let Some(response) = respond(&self.zone, &frame, self.transport) else {
+        let Some(response) = self.answers.respond(&self.zone, &frame, self.transport) else {
             tracing::debug!(peer = %t.remote_addr(), len = frame.len(), "dropped a message that is not a query");
             return Ok(());
         };
@@ -100,11 +117,13 @@ impl Application for DnsServer {
     }
 }
 
-/// The acceptor for both managers: a [`DnsServer`] per tendril, framed by its protocol.
+/// The acceptor for both managers: a [`DnsServer`] per tendril, framed by its protocol, all of
+/// them sharing one cache of [`Answers`].
 pub fn acceptor(
     zone: Arc<Zone>,
 ) -> impl FnMut(&mut Tendril) -> Result<DnsServer, Reject> + Send + 'static {
-    move |t: &mut Tendril| Ok(DnsServer::accept(zone.clone(), t))
+    let answers = Arc::new(Answers::default());
+    move |t: &mut Tendril| Ok(DnsServer::accept_with(zone.clone(), answers.clone(), t))
 }
 
 /// The two running managers of a server.

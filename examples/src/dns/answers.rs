@@ -1,0 +1,63 @@
+//! Answers already built, as NSD precompiles its own: a query seen before is answered by
+//! copying its answer and putting the new query's ID in.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::{respond, Transport, Zone};
+
+/// How many answers are kept per transport; when full, the cache starts over, so memory stays
+/// bounded whatever names clients ask for.
+const KEPT: usize = 4096;
+
+/// Answers by query without its ID.
+type Cache = Mutex<HashMap<Box<[u8]>, Box<[u8]>>>;
+
+/// Answers by query, without its ID: everything else in a query (the question with its case,
+/// the flags, EDNS) may change the answer, and the zone does not change.
+#[derive(Debug, Default)]
+pub struct Answers {
+    udp: Cache,
+    tcp: Cache,
+}
+
+impl Answers {
+    /// [`respond`], remembered.
+    ///
+    /// ```
+    /// use tendril_examples::dns::{respond, Answers, Transport, Zone};
+    ///
+    /// let zone = Zone::parse("$ORIGIN example.test.\n$TTL 60\nwww A 192.0.2.1\n", None).unwrap();
+    /// let mut query = vec![0, 7, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    /// query.extend_from_slice(b"\x03www\x07example\x04test\x00\x00\x01\x00\x01");
+    /// let answers = Answers::default();
+    /// let first = answers.respond(&zone, &query, Transport::Udp).unwrap();
+    /// query[1] = 8; // the same question again, another ID
+    /// let again = answers.respond(&zone, &query, Transport::Udp).unwrap();
+    /// assert_eq!(again, respond(&zone, &query, Transport::Udp).unwrap());
+    /// assert_eq!((first[1], again[1]), (7, 8));
+    /// ```
+    pub fn respond(&self, zone: &Zone, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        let Some(key) = query.get(2..) else {
+            return respond(zone, query, transport);
+        };
+        let cache = match transport {
+            Transport::Udp => &self.udp,
+            Transport::Tcp => &self.tcp,
+        };
+        if let Some(known) = tendril_net::lock(cache).get(key) {
+            let mut answer = known.to_vec();
+            answer[..2].copy_from_slice(&query[..2]);
+            return Some(answer);
+        }
+        let answer = respond(zone, query, transport)?;
+        if answer.len() >= 2 {
+            let mut cache = tendril_net::lock(cache);
+            if cache.len() >= KEPT {
+                cache.clear();
+            }
+            cache.insert(key.into(), answer.as_slice().into());
+        }
+        Some(answer)
+    }
+}
