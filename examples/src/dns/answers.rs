@@ -6,9 +6,13 @@ use std::sync::Mutex;
 
 use super::{respond, Transport, Zone};
 
-/// How many answers are kept per transport; when full, the cache starts over, so memory stays
-/// bounded whatever names clients ask for.
-const KEPT: usize = 4096;
+/// How many answers are kept per transport; when full, the cache starts over.
+const KEPT: usize = 1024;
+
+/// Only queries and answers up to these sizes are kept, so the cache holds at most about
+/// 1,024 × 4.5 KiB per transport whatever clients send (a TCP query may be 64 KiB long).
+const LARGEST_QUERY: usize = 512;
+const LARGEST_ANSWER: usize = 4096;
 
 /// Answers by query without its ID.
 type Cache = Mutex<HashMap<Box<[u8]>, Box<[u8]>>>;
@@ -51,7 +55,7 @@ impl Answers {
             return Some(answer);
         }
         let answer = respond(zone, query, transport)?;
-        if answer.len() >= 2 {
+        if answer.len() >= 2 && key.len() <= LARGEST_QUERY && answer.len() <= LARGEST_ANSWER {
             let mut cache = tendril_net::lock(cache);
             if cache.len() >= KEPT {
                 cache.clear();
