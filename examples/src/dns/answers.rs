@@ -65,3 +65,42 @@ impl Answers {
         Some(answer)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(id: u8, name: &[u8]) -> Vec<u8> {
+        let mut query = vec![0, id, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for label in name.split(|b| *b == b'.') {
+            query.push(label.len() as u8);
+            query.extend_from_slice(label);
+        }
+        query.extend_from_slice(&[0, 0, 1, 0, 1]);
+        query
+    }
+
+    fn kept(answers: &Answers) -> usize {
+        tendril_net::lock(&answers.udp).len()
+    }
+
+    #[test]
+    fn memory_stays_bounded_whatever_clients_ask() {
+        let zone = Zone::parse("$ORIGIN example.test.\n$TTL 60\nwww A 192.0.2.1\n", None).unwrap();
+        let answers = Answers::default();
+        for n in 0..KEPT * 3 {
+            let name = format!("n{n}.example.test");
+            assert!(answers
+                .respond(&zone, &query(1, name.as_bytes()), Transport::Udp)
+                .is_some());
+            assert!(kept(&answers) <= KEPT);
+        }
+        // A query longer than any worth keeping is answered and not kept.
+        let answers = Answers::default();
+        let long = format!("{}.example.test", vec!["a".repeat(60); 9].join("."));
+        let long = query(1, long.as_bytes());
+        assert!(long.len() > LARGEST_QUERY);
+        assert!(answers.respond(&zone, &long, Transport::Udp).is_some());
+        assert_eq!(kept(&answers), 0);
+    }
+}
