@@ -30,7 +30,7 @@
 //!   readiness helper.
 //!
 //! [`Manager::stop`] closes the listeners, closes every tendril gracefully (aborting those still
-//! open after [`Manager::set_stop_timeout`]), and returns once every thread has ended, so every
+//! open after [`set_stop_timeout`](tendril_net::runtime::Manager::set_stop_timeout)), and returns once every thread has ended, so every
 //! application's `closed` has run exactly once.
 //!
 //! The original's `TendrilPartial` is not needed: the acceptor is a closure, and captures what
@@ -72,8 +72,8 @@ use bytes::Bytes;
 use std::io;
 use std::ops::Deref;
 use std::sync::Arc;
-use std::time::Duration;
-use tendril_core::{Addr, Application, BoxFramer, Config, Reject, Tendril};
+
+use tendril_core::{Addr, Application, Reject, Tendril};
 
 pub use tendril_net::runtime::{protocols, register, spawn_stream, SendFailed, Shared, Transport};
 pub use tendril_net::{acceptor, options, Acceptor, BoxApp, SharedAcceptor, WrapperChain};
@@ -177,25 +177,6 @@ impl Manager {
     /// All live tendrils.
     pub fn tendrils(&self) -> Vec<TendrilHandle> {
         self.0.tendrils().into_iter().map(TendrilHandle).collect()
-    }
-
-    /// Set the configuration of new tendrils (see the kit's
-    /// [`set_config`](tendril_net::runtime::Manager::set_config)).
-    pub fn set_config(&self, config: Config) {
-        self.0.set_config(config);
-    }
-
-    /// Set the framers new tendrils start with (default: `Identity` both ways).
-    pub fn set_framers<F>(&self, factory: F)
-    where
-        F: Fn() -> (BoxFramer<Bytes>, BoxFramer<Bytes>) + Send + Sync + 'static,
-    {
-        self.0.set_framers(factory);
-    }
-
-    /// How long `stop()` lets connections close gracefully before aborting them (default 5 s).
-    pub fn set_stop_timeout(&self, timeout: Duration) {
-        self.0.set_stop_timeout(timeout);
     }
 }
 

@@ -301,7 +301,8 @@ impl Outbox {
                 attempt(&mut || io.send_segments(socket, Some(local), remote, data, segment_size))
             };
             match result {
-                Err(e) if later(&e) => return Err(e),
+                // Full for now (or, on a blocking socket, its send timeout passed): later.
+                Err(e) if crate::transient(&e) => return Err(e),
                 Err(_) if count > 1 => {
                     // No GSO on this route after all (`quinn-udp` turns it off on EIO/EINVAL):
                     // the same datagrams, one by one.
@@ -375,14 +376,6 @@ pub fn peer_trouble(e: &io::Error) -> bool {
                 | NetworkUnreachable
                 | OutOfMemory
         )
-}
-
-/// A send that may succeed later: the socket's buffer is full for now.
-fn later(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! Managers: one per protocol and endpoint, on any runtime.
 
 use std::io;
-use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tendril_core::{Addr, Application, BoxFramer, Config, Proto, Reject, Tendril};
@@ -226,9 +225,11 @@ impl Manager {
             handle.close();
         }
         let timeout = *lock(&self.shared.stop_timeout);
-        let graceful = pin!(self.shared.tasks.wait());
-        let deadline = pin!(self.shared.sleep(timeout));
-        if let futures::future::Either::Right(_) = futures::future::select(graceful, deadline).await
+        if self
+            .shared
+            .within(timeout, self.shared.tasks.wait())
+            .await
+            .is_none()
         {
             tracing::warn!(
                 ?timeout,

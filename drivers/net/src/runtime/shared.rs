@@ -143,10 +143,24 @@ impl Shared {
         self.tendrils.remove(handle);
     }
 
-    /// Wait for `at` on the runtime's timer.
+    /// Wait for `duration` on the runtime's timer.
     pub(crate) async fn sleep(&self, duration: Duration) {
         let mut timer = self.runtime.timer();
         timer.reset(Instant::now() + duration);
         std::future::poll_fn(|cx| timer.poll_fired(cx)).await;
+    }
+
+    /// `future`'s output, or `None` if `duration` passes first (the future is dropped).
+    pub(crate) async fn within<T>(
+        &self,
+        duration: Duration,
+        future: impl Future<Output = T>,
+    ) -> Option<T> {
+        let future = std::pin::pin!(future);
+        let expired = std::pin::pin!(self.sleep(duration));
+        match futures::future::select(future, expired).await {
+            futures::future::Either::Left((output, _)) => Some(output),
+            futures::future::Either::Right(_) => None,
+        }
     }
 }

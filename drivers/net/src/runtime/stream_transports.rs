@@ -37,15 +37,12 @@ pub(crate) async fn within_connect_timeout<T>(
     let Some(timeout) = *lock(&shared.connect_timeout) else {
         return future.await;
     };
-    let future = std::pin::pin!(future);
-    let expired = std::pin::pin!(shared.sleep(timeout));
-    match futures::future::select(future, expired).await {
-        futures::future::Either::Left((result, _)) => result,
-        futures::future::Either::Right(_) => Err(io::Error::new(
+    shared.within(timeout, future).await.unwrap_or_else(|| {
+        Err(io::Error::new(
             io::ErrorKind::TimedOut,
             format!("no connection within the connect timeout of {timeout:?}"),
-        )),
-    }
+        ))
+    })
 }
 
 /// A non-blocking connect of `socket` to `target`, registered with the runtime (a blocking
