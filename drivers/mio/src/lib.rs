@@ -240,13 +240,13 @@ impl Source {
     fn ready(&self, ready: [bool; 2]) {
         let mut state = lock(&self.0);
         state.0 += 1;
-        let mut woken = Vec::new();
+        let mut woken = [None, None]; // no allocation per event
         for (i, _) in ready.iter().enumerate().filter(|(_, on)| **on) {
             state.1[i] = true;
-            woken.extend(state.2[i].take());
+            woken[i] = state.2[i].take();
         }
         drop(state);
-        woken.into_iter().for_each(Waker::wake);
+        woken.into_iter().flatten().for_each(Waker::wake);
     }
 
     fn poll(&self, cx: &mut Context<'_>, interest: Interest) -> Poll<io::Result<()>> {
