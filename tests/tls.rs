@@ -285,6 +285,33 @@ fn finishing_during_the_handshake_still_delivers_what_was_queued() {
     assert_eq!(closed(&server_log), ["closed by the peer"]);
 }
 
+/// Found by the simulated network (`tests/sim.rs`, seed 9 of the hostile preset): a close
+/// waits for the handshake to send what was queued, so it must go on reading the handshake.
+#[test]
+fn closing_during_the_handshake_still_delivers_what_was_queued() {
+    let certs = certs(true);
+    let (client_log, server_log) = (log(), log());
+    let mut client = line();
+    client.wrap(client_layer(&certs));
+    client
+        .send_frame("sent before the handshake".into())
+        .unwrap();
+    let mut server = line();
+    server.wrap(TlsLayer::server(certs.server.clone()).unwrap());
+    let mut pipe = Pipe::new(
+        (client, Recorder::new(&client_log)),
+        (server, Recorder::new(&server_log)),
+    );
+    // The client hello goes out; the client closes while it waits for the server's reply.
+    pipe.step(&mut || 64);
+    assert!(pipe.client.0.is_handshaking());
+    pipe.client.0.close();
+    pipe.run_chunked(|| 64);
+    assert_eq!(texts(&server_log), ["sent before the handshake"]);
+    assert_eq!(closed(&client_log), ["closed locally"]);
+    assert_eq!(closed(&server_log), ["closed by the peer"]);
+}
+
 #[test]
 fn a_handshake_that_stops_halfway_ends_at_the_idle_timeout() {
     use core::time::Duration;

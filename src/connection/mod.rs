@@ -461,6 +461,11 @@ impl<In, Out> Tendril<In, Out> {
     /// `n` bytes were appended to [`read_buf`](Self::read_buf) at time `now`.
     pub fn handle_read(&mut self, now: Duration, n: usize) {
         self.now = now;
+        if self.finishing_handshake() {
+            self.pump_recv();
+            self.recv_buf.clear();
+            return;
+        }
         if self.state != State::Open {
             // Closing or closed: nobody will frame these bytes, so they are not kept.
             self.recv_buf.clear();
@@ -770,7 +775,7 @@ impl<In, Out> Tendril<In, Out> {
     /// more bytes are read, so a driver that writes and then reads in one turn cannot stack a
     /// read on top of them each time.
     pub fn wants_read(&self) -> bool {
-        self.reading()
+        (self.reading() || self.finishing_handshake())
             && !self.eof
             && !self.recv_paused
             && !self.want_writable
@@ -988,6 +993,12 @@ impl<In, Out> Tendril<In, Out> {
     /// the last buffered frame is out.
     fn reading(&self) -> bool {
         self.state == State::Open
+    }
+
+    /// A graceful close waits for a handshake to send what was queued behind it, so the
+    /// handshake's bytes must still be read (what they carry above the layers is dropped).
+    fn finishing_handshake(&self) -> bool {
+        self.state == State::Closing && !self.layers_closed && self.is_handshaking()
     }
 
     /// Begin a graceful close with `reason` (first reason wins).

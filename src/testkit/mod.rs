@@ -204,7 +204,8 @@ fn transfer(from: &mut impl Side, to: &mut impl Side, now: Duration, max: usize)
     if data.is_empty() {
         return false;
     }
-    if view.open {
+    // A closing side may still read: the rest of a handshake its close waits for.
+    if view.wants_read {
         to.deliver(now, &data);
     }
     true
