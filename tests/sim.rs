@@ -1,4 +1,5 @@
-//! Deterministic simulation: many tendrils over a seeded, faulty virtual network.
+//! Deterministic simulation: tendrils over the test kit's seeded, faulty network
+//! ([`tendril_core::testkit::net`], the hostile preset), the same one users get.
 //!
 //! Streams: random chunk splits, 1-byte reads, short writes, delays, resets mid-frame and
 //! half-closes. Datagrams: loss, duplication and reordering through the tracker.
@@ -12,43 +13,24 @@
 //! both sides closed exactly once, and a side that outlives its peer's hang-up must close by
 //! itself.
 //!
-//! `cargo test --test sim` runs `TENDRIL_SIM_SEEDS` seeds (default 400, half of them over TLS). A failure names its
-//! seed; replay it alone with `TENDRIL_SIM_SEED=<seed> cargo test --test sim -- --nocapture`.
+//! `cargo test --test sim` runs `TENDRIL_SIM_SEEDS` seeds (default 400, half of them over TLS).
+//! A failure names its seed and shows the network's last events; replay it alone with
+//! `TENDRIL_SIM_SEED=<seed> cargo test --test sim -- --nocapture`.
 //! It needs the `rustls` feature (the README's test command turns every feature on).
 #![cfg(feature = "rustls")]
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use core::time::Duration;
-use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use tendril_core::testkit::net::{check, Faults, Net, SimRng};
 use tendril_core::tls::TlsLayer;
 use tendril_core::tracker::{Tracker, TrackerConfig};
 use tendril_core::{
     AppError, Application, BoxFramer, CloseReason, Cobs, Framer, Identity, LengthPrefixed, Line,
     Netstring, Proto, Reject, Tendril,
 };
-
-/// SplitMix64: small, fast, and the same everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 /// A framer pair both ends agree on, and frames it can carry.
 fn framing(kind: u64) -> (fn() -> BoxFramer<Bytes>, &'static str) {
@@ -60,10 +42,10 @@ fn framing(kind: u64) -> (fn() -> BoxFramer<Bytes>, &'static str) {
     }
 }
 
-fn frame(rng: &mut Rng, kind: &str, n: u64) -> Bytes {
+fn frame(rng: &mut SimRng, kind: &str, n: u64) -> Bytes {
     let limit = if rng.chance(10) { 3000 } else { 40 };
     let len = rng.below(limit) as usize;
-    let mut body: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+    let mut body: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
     if kind == "line" {
         body.iter_mut().for_each(|b| {
             if *b == b'\n' {
@@ -81,6 +63,8 @@ fn frame(rng: &mut Rng, kind: &str, n: u64) -> Bytes {
 struct Seen {
     frames: Vec<Bytes>,
     closes: Vec<String>,
+    /// Closed by a time limit (the linger), not by the protocol.
+    timed_out: bool,
     wrapped: bool,
 }
 
@@ -124,40 +108,22 @@ impl Application for Side {
     }
 
     fn closed(&mut self, _: &Tendril, reason: &CloseReason) {
-        self.seen.lock().unwrap().closes.push(reason.to_string());
+        let mut seen = self.seen.lock().unwrap();
+        seen.closes.push(reason.to_string());
+        seen.timed_out |= matches!(reason, CloseReason::LingerTimeout);
     }
 }
 
-/// One end on the virtual network.
-struct End {
-    tendril: Tendril,
-    app: Side,
-    seen: Arc<Mutex<Seen>>,
-    fin_sent: bool,
-}
-
-/// Bytes in flight one way: (arrival time, bytes), or a FIN / a reset.
-enum Packet {
-    Data(Bytes),
-    Fin,
-    Reset,
-}
-
-/// How runs ended, to show the invariants were exercised (printed with `--nocapture`).
-static CLEAN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-static RESET: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-static TLS_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-static HANG_UPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-fn stream_scenario(seed: u64) {
-    let mut rng = Rng(seed);
-    let (make, kind) = framing(rng.next());
+fn stream_scenario(net: &mut Net) {
+    let seed = net.seed();
+    let (make, kind) = framing(net.rng().next_u64());
     let tls = match seed % 4 {
         0 | 2 => Tls::Off,
         1 => Tls::FromTheStart,
         _ => Tls::Starttls,
     };
+    // Over TLS, most faults land in the first steps: inside the handshake.
+    net.faults_mut().fault_window = Duration::from_millis(if tls == Tls::Off { 400 } else { 60 });
     let (server_tls, client_tls) = tendril_core::testkit::tls::pair(seed);
     let server_layer = move || TlsLayer::server(server_tls.clone()).unwrap();
     let client_layer = move || {
@@ -168,161 +134,87 @@ fn stream_scenario(seed: u64) {
         .unwrap()
     };
     let mut config = tendril_core::Config::default();
-    config.high_watermark = 16 * 1024 + rng.below(64 * 1024) as usize;
+    config.high_watermark = 16 * 1024 + net.rng().below(64 * 1024) as usize;
     config.low_watermark = config.high_watermark / 4;
     // No handshake timeout: a side left in a handshake by its peer's hang-up must close from
     // the EOF alone (the timeout would end it too, and hide the bug).
     config.handshake_timeout = None;
-    let new_end = |echo: bool, layer: Box<dyn Fn() -> TlsLayer + Send>| {
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let mut tendril = Tendril::with_boxed(Proto::TCP, make(), make())
-            .with_config(config)
-            .started_at(Duration::ZERO);
-        let mut upgrade: Option<Box<dyn FnOnce() -> TlsLayer + Send>> = None;
-        match tls {
-            Tls::Off => {}
-            Tls::FromTheStart => tendril.wrap(layer()),
-            Tls::Starttls => upgrade = Some(Box::new(layer)),
+    let new_tendril = move |layer: &dyn Fn() -> TlsLayer| {
+        let mut tendril = Tendril::with_boxed(Proto::TCP, make(), make()).with_config(config);
+        if tls == Tls::FromTheStart {
+            tendril.wrap(layer());
         }
-        End {
-            tendril,
-            app: Side {
-                seen: seen.clone(),
-                echo,
-                upgrade,
-            },
-            seen,
-            fin_sent: false,
-        }
+        tendril
     };
-    let mut ends = [
-        new_end(false, Box::new(client_layer)),
-        new_end(true, Box::new(server_layer)),
-    ];
-    let mut wires: [VecDeque<(u64, Packet)>; 2] = [VecDeque::new(), VecDeque::new()];
+    let new_side =
+        move |seen: &Arc<Mutex<Seen>>, echo, layer: Box<dyn Fn() -> TlsLayer + Send>| Side {
+            seen: seen.clone(),
+            echo,
+            upgrade: (tls == Tls::Starttls).then(|| Box::new(layer) as Box<_>),
+        };
+    let client_seen = Arc::new(Mutex::new(Seen::default()));
+    let server_seen = Arc::new(Mutex::new(Seen::default()));
+    let listener = {
+        let (seen, layer) = (server_seen.clone(), server_layer.clone());
+        net.listen(
+            SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1), 7)),
+            move || new_tendril(&layer),
+            move |_: &mut Tendril| Ok(new_side(&seen, true, Box::new(server_layer.clone()))),
+        )
+    };
+    let client = new_tendril(&client_layer);
+    let side = new_side(&client_seen, false, Box::new(client_layer));
+    let link = net.connect(&listener, client, side);
+    let server = link.server.expect("the acceptor takes every connection");
+    let ends = [link.client, server];
+    let seen = [&client_seen, &server_seen];
     let mut sent: Vec<Bytes> = Vec::new();
-    let total = 1 + rng.below(200);
-    // Over TLS, most faults land in the first steps: inside the handshake.
-    let fault_window = if tls == Tls::Off { 400 } else { 60 };
-    let reset_at = rng.chance(15).then(|| rng.below(fault_window));
-    // A side whose process goes away: its socket is closed, so the peer gets a FIN.
-    let hang_up_at = (reset_at.is_none() && rng.chance(15)).then(|| rng.below(fault_window));
-    let finish_client = rng.chance(50);
-    let mut now = 0u64;
-    let mut last_delivery = [0usize; 2];
-    let mut hung_up: Option<usize> = None;
-    let mut forced = false;
-    for step in 0..20_000u64 {
-        now += 1;
-        let t = Duration::from_millis(now);
+    let total = 1 + net.rng().below(200);
+    let finish_client = net.rng().chance(50);
+    for _ in 0..20_000u64 {
         // The client sends what it still has, as far as back-pressure allows; after STARTTLS,
         // nothing until the server's echo made it wrap.
         let awaiting_tls =
-            tls == Tls::Starttls && !sent.is_empty() && !ends[0].seen.lock().unwrap().wrapped;
-        if (sent.len() as u64) < total
-            && rng.chance(60)
-            && ends[0].tendril.is_open()
-            && !awaiting_tls
-        {
+            tls == Tls::Starttls && !sent.is_empty() && !client_seen.lock().unwrap().wrapped;
+        let open = net.get(link.client).0.is_open();
+        if (sent.len() as u64) < total && net.rng().chance(60) && open && !awaiting_tls {
             let f = if tls == Tls::Starttls && sent.is_empty() {
                 Bytes::from_static(STARTTLS)
             } else {
-                frame(&mut rng, kind, sent.len() as u64)
+                frame(net.rng(), kind, sent.len() as u64)
             };
-            if ends[0].tendril.send_frame(f.clone()).is_ok() {
+            if net.get_mut(link.client).0.send_frame(f.clone()).is_ok() {
                 sent.push(f);
             }
-        } else if sent.len() as u64 == total && ends[0].tendril.is_open() {
+        } else if sent.len() as u64 == total && open {
             if finish_client {
-                ends[0].tendril.finish();
-            } else if rng.chance(5) {
-                ends[0].tendril.close();
+                net.get_mut(link.client).0.finish();
+            } else if net.rng().chance(5) {
+                net.get_mut(link.client).0.close();
             }
         }
-        if reset_at == Some(step) {
-            let victim = rng.below(2) as usize;
-            ends[victim].tendril.abort();
-            wires[victim].push_back((now, Packet::Reset));
-        }
-        if hang_up_at == Some(step) {
-            let victim = rng.below(2) as usize;
-            hung_up = Some(victim);
-            ends[victim].tendril.abort();
-            ends[victim].tendril.dispatch(&mut ends[victim].app);
-            if !ends[victim].fin_sent {
-                ends[victim].fin_sent = true;
-                wires[victim].push_back((now, Packet::Fin));
-            }
-        }
-        for i in 0..2 {
-            let end = &mut ends[i];
-            end.tendril.dispatch(&mut end.app);
-            // Short writes: the "socket" takes a random part of what is queued.
-            let queued = end.tendril.outgoing_len();
-            if queued > 0 && !end.tendril.is_closed() {
-                let n = 1 + rng.below(queued as u64) as usize;
-                let data = end.tendril.outgoing().copy_to_bytes(n);
-                let delay = rng.below(5);
-                wires[i].push_back((now + delay, Packet::Data(data)));
-            }
-            if end.tendril.wants_shutdown() && !end.fin_sent {
-                end.fin_sent = true;
-                end.tendril.handle_shutdown(t);
-                wires[i].push_back((now, Packet::Fin));
-            }
-            end.tendril.handle_timeout(t);
-            end.tendril.dispatch(&mut end.app);
-            // Bounded: never more than a frame plus what arrived in its last delivery (over
-            // TLS, plus the one record that delivery may have completed).
-            let buffered = end.tendril.buffered().len();
+        net.step();
+        for (i, &end) in ends.iter().enumerate() {
+            // Bounded: never more than a frame plus what arrived in its last read (over TLS,
+            // plus the one record that read may have completed).
+            let buffered = net.get(end).0.buffered().len();
             let record = if tls == Tls::Off { 0 } else { 16 * 1024 };
+            let last_read = net.last_read(end);
             assert!(
-                buffered <= 3100 + 64 + record + last_delivery[i],
-                "buffer grew unbounded: {buffered} bytes, last delivery {}",
-                last_delivery[i]
+                buffered <= 3100 + 64 + record + last_read,
+                "{} buffer grew unbounded: {buffered} bytes, last read {last_read}",
+                ["client", "server"][i]
             );
         }
-        // Deliver: in order per direction, possibly split into 1-byte reads.
-        for (from, wire) in wires.iter_mut().enumerate() {
-            let to = 1 - from;
-            while let Some((at, _)) = wire.front() {
-                if *at > now || !ends[to].tendril.wants_read() && !ends[to].tendril.is_closed() {
-                    break;
-                }
-                let Some((_, packet)) = wire.pop_front() else {
-                    break;
-                };
-                let end = &mut ends[to];
-                if let Packet::Data(data) = &packet {
-                    last_delivery[to] = data.len();
-                }
-                match packet {
-                    Packet::Data(data) if rng.chance(20) => {
-                        for byte in data.chunks(1) {
-                            end.tendril.handle_data(t, byte);
-                        }
-                    }
-                    Packet::Data(data) => end.tendril.handle_data(t, &data),
-                    Packet::Fin => end.tendril.handle_eof(t),
-                    Packet::Reset => end.tendril.handle_error(t, "connection reset by peer"),
-                }
-                end.tendril.dispatch(&mut end.app);
-            }
-        }
-        if ends.iter().all(|e| e.tendril.is_closed()) && wires.iter().all(VecDeque::is_empty) {
+        if ends.iter().all(|&e| net.get(e).0.is_closed()) && net.is_quiet() {
             break;
         }
-        // A stuck pair (both waiting) ends the run: close both sides.
-        if step == 19_000 {
-            forced = ends.iter().any(|e| !e.tendril.is_closed());
-            for end in ends.iter_mut() {
-                end.tendril.abort();
-                end.tendril.dispatch(&mut end.app);
-            }
-        }
     }
-    let client = ends[0].seen.lock().unwrap();
-    let server = ends[1].seen.lock().unwrap();
+    // Whatever is left runs on, on virtual time: every end must reach `closed` by itself.
+    net.run();
+    let disrupted = net.disrupted(link.client);
+    let client = seen[0].lock().unwrap();
+    let server = seen[1].lock().unwrap();
     for (name, seen) in [("client", &client), ("server", &server)] {
         assert!(
             seen.closes.len() == 1,
@@ -331,25 +223,24 @@ fn stream_scenario(seed: u64) {
             seen.closes
         );
     }
-    if let Some(victim) = hung_up {
-        // The survivor saw a FIN: it must have closed by itself, with no time limit needed.
-        assert!(
-            !forced,
-            "{tls:?}: the {} outlived its peer's hang-up (closes: client {:?}, server {:?})",
-            ["server", "client"][victim],
-            client.closes,
-            server.closes
-        );
-        HANG_UPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // Nothing is stuck: no end waits for its linger to run out.
+    assert!(
+        !client.timed_out && !server.timed_out,
+        "{tls:?}: a close had to time out (closes: client {:?}, server {:?})",
+        client.closes,
+        server.closes
+    );
+    if disrupted {
+        DISRUPTED.fetch_add(1, Ordering::Relaxed);
     }
     if tls != Tls::Off {
-        TLS_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        TLS_RUNS.fetch_add(1, Ordering::Relaxed);
     }
     // Frames arrive in order, once: the server saw a prefix of what was sent.
     assert!(server.frames.len() <= sent.len());
     // After a hang-up mid-frame the last frame may come cut short: a line ends at the EOF.
     let same = |got: &[Bytes], want: &[Bytes], i: usize| {
-        got[i] == want[i] || hung_up.is_some() && i + 1 == got.len() && want[i].starts_with(&got[i])
+        got[i] == want[i] || disrupted && i + 1 == got.len() && want[i].starts_with(&got[i])
     };
     if let Some(i) = (0..server.frames.len()).find(|&i| !same(&server.frames, &sent, i)) {
         panic!(
@@ -373,27 +264,21 @@ fn stream_scenario(seed: u64) {
         .closes
         .first()
         .is_some_and(|r| r == "closed by the peer")
-        && reset_at.is_none()
-        && hung_up.is_none()
+        && !disrupted
     {
         assert_eq!(server.frames.len(), sent.len(), "a clean close lost frames");
-        CLEAN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-    if reset_at.is_some() {
-        RESET.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        CLEAN.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-fn datagram_scenario(seed: u64) {
-    let mut rng = Rng(seed ^ 0x5eed);
-    let peers: Vec<SocketAddr> = (0..1 + rng.below(20))
+fn datagram_scenario(net: &mut Net) {
+    let peers: Vec<SocketAddr> = (0..1 + net.rng().below(20))
         .map(|i| SocketAddr::from((Ipv4Addr::new(10, 0, (i >> 8) as u8, i as u8), 5000)))
         .collect();
     let seen: Arc<Mutex<Vec<(SocketAddr, Bytes)>>> = Arc::default();
     struct Note {
         seen: Arc<Mutex<Vec<(SocketAddr, Bytes)>>>,
         peer: SocketAddr,
-        closes: usize,
     }
     impl Application for Note {
         fn recv_frame(&mut self, t: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
@@ -401,16 +286,12 @@ fn datagram_scenario(seed: u64) {
             let _ = t.send_frame(frame);
             Ok(())
         }
-        fn closed(&mut self, _: &Tendril, _: &CloseReason) {
-            self.closes += 1;
-            assert_eq!(self.closes, 1, "a peer closed twice");
-        }
     }
     let mut config = TrackerConfig::default();
-    config.max_peers = 1 + rng.below(25) as usize;
-    config.idle_timeout = Duration::from_millis(50 + rng.below(500));
+    config.max_peers = 1 + net.rng().below(25) as usize;
+    config.idle_timeout = Duration::from_millis(50 + net.rng().below(500));
     let notes = seen.clone();
-    let mut tracker = Tracker::new(
+    let tracker = Tracker::new(
         Proto::UDP,
         config,
         || (Identity::new().boxed(), Identity::new().boxed()),
@@ -419,51 +300,30 @@ fn datagram_scenario(seed: u64) {
             Ok(Note {
                 seen: notes.clone(),
                 peer,
-                closes: 0,
             })
         },
     );
     let local = SocketAddr::from((Ipv4Addr::LOCALHOST, 53));
-    let mut in_flight: Vec<(u64, SocketAddr, Bytes)> = Vec::new();
-    for now in 0..2000u64 {
-        let t = Duration::from_millis(now);
-        if rng.chance(50) {
-            let peer = peers[rng.below(peers.len() as u64) as usize];
+    let socket = net.udp(local, tracker);
+    for _ in 0..2000u64 {
+        if net.rng().chance(50) {
+            let peer = peers[net.rng().below(peers.len() as u64) as usize];
             // Each datagram names its sender, so misrouting shows.
-            let body = Bytes::from(format!("{peer}/{}", rng.next()));
-            in_flight.push((now + rng.below(20), peer, body.clone()));
-            if rng.chance(10) {
-                in_flight.push((now + rng.below(20), peer, body)); // duplicated
+            let body = format!("{peer}/{}", net.rng().next_u64());
+            net.send_datagram(peer, local, body);
+        }
+        net.step();
+        for &peer in &peers {
+            for (from, reply) in net.inbox(peer) {
+                let text = String::from_utf8_lossy(&reply);
+                assert_eq!(from, local);
+                assert!(
+                    text.starts_with(&format!("{peer}/")),
+                    "reply for {text} went to {peer}"
+                );
             }
         }
-        // Reordering: deliver whatever is due, in a shuffled order; some are lost.
-        let mut due: Vec<(u64, SocketAddr, Bytes)> = Vec::new();
-        in_flight.retain(|d| {
-            if d.0 <= now {
-                due.push(d.clone());
-                false
-            } else {
-                true
-            }
-        });
-        while !due.is_empty() {
-            let (_, peer, data) = due.swap_remove(rng.below(due.len() as u64) as usize);
-            if rng.chance(10) {
-                continue; // lost
-            }
-            tracker.handle_datagram(t, local, peer, &data, false);
-        }
-        tracker.handle_timeout(t);
-        while let Some(reply) = tracker.poll_transmit() {
-            let to = reply.remote.ip().unwrap();
-            let text = String::from_utf8_lossy(&reply.data).into_owned();
-            assert!(
-                text.starts_with(&format!("{to}/")),
-                "reply for {text} went to {to}"
-            );
-        }
-        while tracker.poll_event().is_some() {}
-        assert!(tracker.len() <= config.max_peers);
+        assert!(net.get(socket).len() <= config.max_peers);
     }
     for (peer, frame) in seen.lock().unwrap().iter() {
         let text = String::from_utf8_lossy(frame);
@@ -474,52 +334,41 @@ fn datagram_scenario(seed: u64) {
     }
 }
 
-fn run(seed: u64) {
-    let result = std::panic::catch_unwind(|| {
-        stream_scenario(seed);
-        datagram_scenario(seed);
-    });
-    if let Err(e) = result {
-        let message = e
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
-        panic!(
-            "seed {seed} failed: {message}\nreplay: TENDRIL_SIM_SEED={seed} cargo test --test sim -- --nocapture"
-        );
-    }
-}
+/// How runs ended, to show the invariants were exercised (printed with `--nocapture`).
+static CLEAN: AtomicU64 = AtomicU64::new(0);
+static DISRUPTED: AtomicU64 = AtomicU64::new(0);
+static TLS_RUNS: AtomicU64 = AtomicU64::new(0);
 
 #[test]
 fn seeded_simulation_keeps_every_invariant() {
-    if let Ok(seed) = std::env::var("TENDRIL_SIM_SEED") {
-        let seed = seed.parse().expect("TENDRIL_SIM_SEED must be a number");
-        run(seed);
+    let seeds = 400;
+    check(Faults::hostile(), seeds, |net| {
+        stream_scenario(net);
+        datagram_scenario(net);
+    });
+    if std::env::var(tendril_core::testkit::net::SEED_VAR).is_ok() {
         return;
     }
-    let seeds: u64 = std::env::var("TENDRIL_SIM_SEEDS")
+    let seeds = std::env::var(tendril_core::testkit::net::SEEDS_VAR)
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(400);
-    for seed in 0..seeds {
-        run(seed);
-    }
-    let (clean, reset) = (
-        CLEAN.load(std::sync::atomic::Ordering::Relaxed),
-        RESET.load(std::sync::atomic::Ordering::Relaxed),
-    );
-    let (tls, hang_ups) = (
-        TLS_RUNS.load(std::sync::atomic::Ordering::Relaxed),
-        HANG_UPS.load(std::sync::atomic::Ordering::Relaxed),
+        .unwrap_or(seeds);
+    let (clean, disrupted, tls) = (
+        CLEAN.load(Ordering::Relaxed),
+        DISRUPTED.load(Ordering::Relaxed),
+        TLS_RUNS.load(Ordering::Relaxed),
     );
     eprintln!(
-        "{seeds} seeds: {clean} clean closes with every frame delivered, {reset} resets, \
-         {hang_ups} hang-ups, {tls} over TLS"
+        "{seeds} seeds: {clean} clean closes with every frame delivered, {disrupted} resets or \
+         hang-ups, {tls} over TLS"
     );
     assert!(seeds < 50 || tls >= seeds / 2, "too few TLS runs: {tls}");
     assert!(
         seeds < 50 || clean > seeds / 4,
         "too few runs reached a clean close: {clean}"
+    );
+    assert!(
+        seeds < 50 || disrupted > seeds / 10,
+        "too few faults: {disrupted}"
     );
 }

@@ -37,6 +37,8 @@ use core::time::Duration;
 
 use crate::{Application, Tendril};
 
+#[cfg(feature = "std")]
+pub mod net;
 #[cfg(feature = "rustls")]
 pub mod tls;
 
