@@ -85,7 +85,7 @@ use core::marker::PhantomData;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use core::time::Duration;
 
-use crate::tracker::Tracker;
+use crate::tracker::{Tracker, TrackerEvent};
 use crate::{Application, Reject, Tendril};
 
 mod check;
@@ -825,6 +825,8 @@ impl Net {
         while !due.is_empty() {
             let pick = self.rng.below(due.len() as u64) as usize;
             let datagram = due.swap_remove(pick);
+            let entry = Entry::datagram(datagram.from, datagram.to, &datagram.data);
+            self.trace.push(now, entry);
             match self.sockets.get(&datagram.to) {
                 Some(&index) => {
                     if let Node::Socket(node) = &mut self.nodes[index] {
@@ -854,7 +856,18 @@ impl Net {
             }
             let mut events = Vec::new();
             while let Some(event) = node.tracker.poll_event() {
-                events.push(format!("udp {from}: {event:?}"));
+                events.push(match event {
+                    TrackerEvent::Accepted { remote, .. } => {
+                        format!("udp {from}: {remote} accepted")
+                    }
+                    TrackerEvent::Rejected { remote, reason } => {
+                        format!("udp {from}: {remote} rejected: {}", reason.reason())
+                    }
+                    TrackerEvent::TableFull { remote } => {
+                        format!("udp {from}: {remote} turned away, the table is full")
+                    }
+                    TrackerEvent::Closed { remote, .. } => format!("udp {from}: {remote} closed"),
+                });
             }
             for line in events {
                 self.trace.note(now, line);

@@ -4,6 +4,7 @@ use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
 use bytes::Bytes;
 use core::fmt;
+use core::net::SocketAddr;
 use core::time::Duration;
 
 /// The last things that happened on a [`Net`](super::Net), oldest first; printed by
@@ -30,6 +31,13 @@ pub(super) enum Entry {
         start: Bytes,
         one_byte_at_a_time: bool,
     },
+    /// A datagram arrived.
+    Datagram {
+        from: SocketAddr,
+        to: SocketAddr,
+        len: usize,
+        start: Bytes,
+    },
     /// An end read its peer's EOF.
     Eof { link: usize, side: usize },
     /// An end read its peer's reset.
@@ -43,6 +51,16 @@ pub(super) const SIDES: [&str; 2] = ["client", "server"];
 const SHOWN: usize = 32;
 
 impl Entry {
+    /// A datagram's arrival, keeping only the start of it.
+    pub(super) fn datagram(from: SocketAddr, to: SocketAddr, data: &Bytes) -> Self {
+        Entry::Datagram {
+            from,
+            to,
+            len: data.len(),
+            start: data.slice(..data.len().min(SHOWN)),
+        }
+    }
+
     /// A read of `data` by an end, keeping only the start of it.
     pub(super) fn read(link: usize, side: usize, data: &Bytes, one_byte_at_a_time: bool) -> Self {
         Entry::Read {
@@ -53,6 +71,16 @@ impl Entry {
             one_byte_at_a_time,
         }
     }
+}
+
+/// A byte count and the start of the bytes, escaped: `5 bytes "PING\n"`.
+fn bytes(f: &mut fmt::Formatter<'_>, len: usize, start: &Bytes) -> fmt::Result {
+    let unit = if len == 1 { "byte" } else { "bytes" };
+    write!(f, "{len} {unit} \"{}\"", start.escape_ascii())?;
+    if len > start.len() {
+        f.write_str("…")?;
+    }
+    Ok(())
 }
 
 impl fmt::Display for Entry {
@@ -66,16 +94,21 @@ impl fmt::Display for Entry {
                 start,
                 one_byte_at_a_time,
             } => {
-                let unit = if *len == 1 { "byte" } else { "bytes" };
-                write!(f, "#{link} {} reads {len} {unit} ", SIDES[*side])?;
-                write!(f, "\"{}\"", start.escape_ascii())?;
-                if *len > start.len() {
-                    f.write_str("…")?;
-                }
+                write!(f, "#{link} {} reads ", SIDES[*side])?;
+                bytes(f, *len, start)?;
                 if *one_byte_at_a_time {
                     f.write_str(", one byte per read")?;
                 }
                 Ok(())
+            }
+            Entry::Datagram {
+                from,
+                to,
+                len,
+                start,
+            } => {
+                write!(f, "udp {from}→{to}: ")?;
+                bytes(f, *len, start)
             }
             Entry::Eof { link, side } => write!(f, "#{link} {} reads the EOF", SIDES[*side]),
             Entry::Reset { link, side } => write!(f, "#{link} {} reads a reset", SIDES[*side]),
