@@ -20,8 +20,9 @@
 //!   idle timeouts, so one [`Application`] serves TCP and UDP alike.
 //! - **Layers** ([`Layer`]): byte transforms under the framers, such as TLS on rustls's sans-IO
 //!   API ([`tls`], feature `rustls`), wrapped at any time (STARTTLS).
-//! - **Testing** ([`testkit`]): two tendrils joined in memory, and deterministic TLS for
-//!   reproducible tests and fuzzing.
+//! - **Testing** ([`testkit`], the guide "Testing your protocol without sockets"): two
+//!   tendrils joined in memory, a seeded hostile network with virtual time for many of them
+//!   ([`testkit::net`]), and deterministic TLS, for reproducible tests and fuzzing.
 //!
 //! The framers on their own:
 //!
