@@ -1,4 +1,6 @@
-//! Shared pieces of the example binaries: framer specs, endpoint URLs, TLS set-up, logging.
+//! Shared pieces of the example binaries: framer specs, endpoint URLs, TLS set-up, logging;
+//! and the servers behind the `dns` and `smtp` binaries, [`dns`] and [`smtp`], which tests can
+//! run without sockets.
 
 use bytes::Bytes;
 use std::sync::Arc;
@@ -335,6 +337,7 @@ mod tests {
 }
 
 pub mod dns;
+pub mod smtp;
 
 /// Ctrl-C (SIGINT) or SIGTERM, registered at once — call it before announcing the listening
 /// address, so a signal sent right after the announcement is not missed.
