@@ -933,3 +933,173 @@ fn client_addr(server: IpAddr, n: usize) -> SocketAddr {
     };
     SocketAddr::new(ip, port)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::TrackerConfig;
+    use crate::{AppError, Config, Framer, Identity, Line, Proto};
+    use alloc::string::ToString;
+
+    struct Echo;
+    impl Application for Echo {
+        fn recv_frame(&mut self, t: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+            t.send_frame(frame)?;
+            Ok(())
+        }
+    }
+
+    #[derive(Default)]
+    struct Collect(Vec<Bytes>);
+    impl Application for Collect {
+        fn recv_frame(&mut self, _: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+            self.0.push(frame);
+            Ok(())
+        }
+    }
+
+    fn line() -> Tendril {
+        Tendril::new(Proto::TCP, Line::lf(), Line::lf())
+    }
+
+    fn addr() -> SocketAddr {
+        "10.0.0.1:7".parse().unwrap()
+    }
+
+    /// An echo of `frames` over `faults` with `seed`; the client's frames and the trace.
+    fn echo(seed: u64, faults: Faults, frames: usize) -> (Vec<Bytes>, String) {
+        let mut net = Net::new(seed, faults);
+        let server = net.listen(addr(), line, |_| Ok(Echo));
+        let mut client = line();
+        for i in 0..frames {
+            client
+                .send_frame(Bytes::from(format!("frame {i}")))
+                .unwrap();
+        }
+        let link = net.connect(&server, client, Collect::default());
+        net.run();
+        (net.get(link.client).1 .0.clone(), net.trace().to_string())
+    }
+
+    #[test]
+    fn a_perfect_link_delivers_every_write_whole() {
+        let (got, trace) = echo(1, Faults::perfect(), 50);
+        assert_eq!(got.len(), 50);
+        // One read each way: nothing split.
+        assert_eq!(trace.matches("reads").count(), 2, "{trace}");
+    }
+
+    #[test]
+    fn the_same_seed_replays_the_same_run_and_another_seed_does_not() {
+        let (a, trace_a) = echo(7, Faults::hostile(), 40);
+        let (b, trace_b) = echo(7, Faults::hostile(), 40);
+        assert_eq!((a, &trace_a), (b, &trace_b));
+        assert_ne!(trace_a, echo(8, Faults::hostile(), 40).1);
+    }
+
+    #[test]
+    fn lossy_writes_are_split_but_arrive_in_order() {
+        let (got, trace) = echo(3, Faults::lossy(), 200);
+        let want: Vec<Bytes> = (0..200)
+            .map(|i| Bytes::from(format!("frame {i}")))
+            .collect();
+        assert_eq!(got, want);
+        assert!(trace.matches("reads").count() > 2, "{trace}");
+    }
+
+    #[test]
+    fn idle_time_is_skipped_to_the_next_deadline() {
+        let mut net = Net::new(0, Faults::perfect());
+        let config = Config {
+            idle_timeout: Some(Duration::from_secs(300)),
+            ..Config::default()
+        };
+        let server = net.listen(addr(), move || line().with_config(config), |_| Ok(Echo));
+        let link = net.connect(&server, line(), Collect::default());
+        net.run();
+        let server_end = link.server.unwrap();
+        assert_eq!(net.close_reason(server_end), Some("idle timeout"));
+        // The server's EOF closed the client too.
+        assert_eq!(net.close_reason(link.client), Some("closed by the peer"));
+        // Five minutes of virtual time, and the test took no time at all.
+        assert!((Duration::from_secs(300)..Duration::from_secs(301)).contains(&net.now()));
+    }
+
+    #[test]
+    fn a_rejected_connection_reads_an_eof() {
+        let mut net = Net::new(0, Faults::perfect());
+        let server = net.listen(addr(), line, |_| Err::<Echo, _>(Reject::new("full")));
+        let link = net.connect(&server, line(), Collect::default());
+        assert!(link.server.is_none());
+        net.run();
+        assert_eq!(net.close_reason(link.client), Some("closed by the peer"));
+        assert!(net
+            .trace()
+            .to_string()
+            .contains("rejected: connection rejected: full"));
+    }
+
+    #[test]
+    fn a_reader_that_stops_fills_the_window_and_the_writer_feels_it() {
+        let mut net = Net::new(0, Faults::perfect());
+        let server = net.listen(addr(), line, |_| Ok(Collect::default()));
+        let link = net.connect(&server, line(), Collect::default());
+        let server_end = link.server.unwrap();
+        net.get_mut(server_end).0.pause_recv(true);
+        let frame = Bytes::from(vec![b'x'; 1023]);
+        let mut sent = 0;
+        while net.get_mut(link.client).0.send_frame(frame.clone()).is_ok() {
+            sent += 1;
+            net.step();
+            assert!(sent < 10_000, "the writer never felt the back-pressure");
+        }
+        assert!(sent * 1024 >= WINDOW, "refused after only {sent} frames");
+        net.get_mut(server_end).0.pause_recv(false);
+        net.run();
+        assert_eq!(net.get(server_end).1 .0.len(), sent);
+    }
+
+    #[test]
+    fn datagrams_reach_a_tracker_and_replies_reach_the_inbox() {
+        let mut net = Net::new(0, Faults::perfect());
+        let tracker = Tracker::new(
+            Proto::UDP,
+            TrackerConfig::default(),
+            || (Identity::new().boxed(), Identity::new().boxed()),
+            |_: &mut Tendril| Ok(Echo),
+        );
+        let socket = net.udp(addr(), tracker);
+        let peer: SocketAddr = "192.0.2.9:9".parse().unwrap();
+        net.send_datagram(peer, addr(), &b"ping"[..]);
+        net.run_for(Duration::from_millis(5));
+        assert_eq!(net.inbox(peer), [(addr(), Bytes::from_static(b"ping"))]);
+        assert!(net.inbox(peer).is_empty());
+        // The peer idles out, on virtual time.
+        net.run();
+        assert!(net.get(socket).is_empty());
+    }
+
+    #[test]
+    fn a_lossy_network_loses_and_doubles_datagrams() {
+        let mut net = Net::new(5, Faults::lossy());
+        let peer: SocketAddr = "192.0.2.9:9".parse().unwrap();
+        let sink: SocketAddr = "192.0.2.10:9".parse().unwrap();
+        for i in 0..1000 {
+            net.send_datagram(peer, sink, Bytes::from(i.to_string()));
+        }
+        net.run();
+        let got = net.inbox(sink);
+        let mut distinct: Vec<_> = got.iter().map(|(_, d)| d.clone()).collect();
+        distinct.sort();
+        distinct.dedup();
+        assert!(
+            (850..950).contains(&distinct.len()),
+            "{} arrived",
+            distinct.len()
+        );
+        assert!(got.len() > distinct.len(), "nothing doubled");
+        let number = |d: &Bytes| core::str::from_utf8(d).ok()?.parse::<u32>().ok();
+        let in_order = got.windows(2).all(|w| number(&w[0].1) <= number(&w[1].1));
+        assert!(!in_order, "nothing reordered");
+    }
+}
