@@ -184,7 +184,40 @@ impl<C, S> fmt::Debug for Link<C, S> {
     }
 }
 
-/// A seeded simulated network. See the [module docs](self).
+/// A seeded simulated network. See the [module docs](self) for streams and [`check`].
+///
+/// A UDP echo, asked from a bare address through a lossy network:
+///
+/// ```
+/// use bytes::Bytes;
+/// use std::net::SocketAddr;
+/// use tendril_core::testkit::net::{Faults, Net};
+/// use tendril_core::tracker::{Tracker, TrackerConfig};
+/// use tendril_core::{AppError, Application, Framer, Identity, Proto, Tendril};
+///
+/// struct Echo;
+/// impl Application for Echo {
+///     fn recv_frame(&mut self, t: &mut Tendril, frame: Bytes) -> Result<(), AppError> {
+///         t.send_frame(frame)?;
+///         Ok(())
+///     }
+/// }
+///
+/// let mut net = Net::new(42, Faults::lossy());
+/// let (server, client): (SocketAddr, SocketAddr) =
+///     ("10.0.0.1:7".parse().unwrap(), "192.0.2.1:4000".parse().unwrap());
+/// let framers = || (Identity::new().boxed(), Identity::new().boxed());
+/// let echo = |_: &mut Tendril| Ok(Echo);
+/// let tracker = Tracker::new(Proto::UDP, TrackerConfig::default(), framers, echo);
+/// let socket = net.udp(server, tracker);
+/// for i in 0..100 {
+///     net.send_datagram(client, server, format!("ping {i}"));
+/// }
+/// net.run(); // until the peer idles out of the table, on virtual time
+/// let replies = net.inbox(client);
+/// assert!(replies.len() > 70 && replies.len() < 100, "{} came back", replies.len());
+/// assert!(net.get(socket).is_empty());
+/// ```
 pub struct Net {
     seed: u64,
     rng: SimRng,
