@@ -287,7 +287,27 @@ struct LinkState {
     fault: Option<(Duration, usize, bool)>,
     /// Whether a reset or a hang-up happened.
     disrupted: bool,
-    name: String,
+}
+
+impl LinkState {
+    /// Put `packet` on the wire from `side`, to arrive at `at`, or later: a stream keeps its
+    /// order, so nothing arrives before what was written earlier.
+    fn send(&mut self, side: usize, at: Duration, packet: Packet) {
+        let wire = &mut self.wires[side];
+        let at = wire.back().map_or(at, |p| p.0.max(at));
+        if let Packet::Data(data) = &packet {
+            self.in_flight[side] += data.len();
+        }
+        wire.push_back((at, packet));
+    }
+
+    /// The end on `side` sends its FIN, if it has not yet (nor a reset instead).
+    fn send_fin(&mut self, side: usize, now: Duration) {
+        if !self.fin_sent[side] {
+            self.fin_sent[side] = true;
+            self.send(side, now, Packet::Fin);
+        }
+    }
 }
 
 struct InFlight {
@@ -394,7 +414,6 @@ impl Net {
         let link = self.links.len();
         let remote = listener.addr;
         let local = client_addr(remote.ip(), link);
-        let name = format!("#{link}");
         let client = client
             .with_addrs(local.into(), remote.into())
             .started_at(self.now);
@@ -406,20 +425,18 @@ impl Net {
             fin_sent: [false; 2],
             fault: None,
             disrupted: false,
-            name,
         };
         let accepted = self.listeners[listener.index].accept(self.now, remote, local);
         match accepted {
             Ok(server) => {
                 state.ends[1] = Some(self.add_stream(server, link, 1));
-                let line = format!("{} {local} → {remote} connected", state.name);
+                let line = format!("#{link} {local} → {remote} connected");
                 self.trace.note(self.now, line);
             }
             Err(reason) => {
-                let line = format!("{} {local} → {remote} rejected: {reason}", state.name);
+                let line = format!("#{link} {local} → {remote} rejected: {reason}");
                 self.trace.note(self.now, line);
-                state.fin_sent[1] = true;
-                state.wires[1].push_back((self.now, Packet::Fin));
+                state.send_fin(1, self.now);
             }
         }
         if state.ends[1].is_some() {
@@ -694,18 +711,18 @@ impl Net {
         }
         let now = self.now;
         let what = if reset { "resets" } else { "hangs up" };
-        let line = format!("{} {} {what}", self.links[link].name, SIDES[victim]);
-        self.trace.note(now, line);
-        self.links[link].disrupted = true;
+        self.trace
+            .note(now, format!("#{link} {} {what}", SIDES[victim]));
+        let state = &mut self.links[link];
+        state.disrupted = true;
+        if reset {
+            // A reset socket sends nothing after it, not even the FIN its close would.
+            state.fin_sent[victim] = true;
+            state.send(victim, now, Packet::Reset);
+        }
+        // The abort closes the end; a hung-up end's FIN goes out as it closes.
         self.stream_mut(node).end.abort();
         self.dispatch(node);
-        let state = &mut self.links[link];
-        if reset {
-            state.wires[victim].push_back((now, Packet::Reset));
-        } else if !state.fin_sent[victim] {
-            state.fin_sent[victim] = true;
-            state.wires[victim].push_back((now, Packet::Fin));
-        }
     }
 
     /// One end's turn: dispatch, write part of its queue, send its FIN, fire its deadline.
@@ -729,18 +746,11 @@ impl Net {
             };
             let data = self.stream_mut(node).end.take(n);
             let delay = self.rng.up_to(self.faults.max_delay);
-            self.links[link].in_flight[side] += data.len();
-            let wire = &mut self.links[link].wires[side];
-            // A stream keeps its order: nothing arrives before what was written earlier.
-            let at = wire.back().map_or(now + delay, |p| p.0.max(now + delay));
-            wire.push_back((at, Packet::Data(data)));
+            self.links[link].send(side, now + delay, Packet::Data(data));
         }
         if self.stream(node).end.wants_shutdown() && !self.links[link].fin_sent[side] {
-            self.links[link].fin_sent[side] = true;
             self.stream_mut(node).end.shutdown(now);
-            let wire = &mut self.links[link].wires[side];
-            let at = wire.back().map_or(now, |p| p.0.max(now));
-            wire.push_back((at, Packet::Fin));
+            self.links[link].send_fin(side, now);
         }
         if self.stream(node).end.deadline().is_some_and(|at| at <= now) {
             self.stream_mut(node).end.timeout(now);
@@ -818,28 +828,18 @@ impl Net {
         let mut closed = None;
         node.end.dispatch(&mut closed);
         if let Some(reason) = closed {
+            let (link, side) = (node.link, node.side);
             assert!(
                 node.closed.is_none(),
-                "{} {} closed twice: {:?}, then {reason:?}",
-                self.links[node.link].name,
-                SIDES[node.side],
+                "#{link} {} closed twice: {:?}, then {reason:?}",
+                SIDES[side],
                 node.closed
             );
-            let line = format!(
-                "{} {} closed: {reason}",
-                self.links[node.link].name, SIDES[node.side]
-            );
+            let line = format!("#{link} {} closed: {reason}", SIDES[side]);
             node.closed = Some(reason);
-            let (link, side) = (node.link, node.side);
             self.trace.note(self.now, line);
             // The driver drops a closed connection's socket: its peer reads an EOF.
-            let now = self.now;
-            let state = &mut self.links[link];
-            if !state.fin_sent[side] {
-                state.fin_sent[side] = true;
-                let at = state.wires[side].back().map_or(now, |p| p.0.max(now));
-                state.wires[side].push_back((at, Packet::Fin));
-            }
+            self.links[link].send_fin(side, self.now);
         }
     }
 
@@ -1056,6 +1056,28 @@ mod tests {
         assert_eq!(net.close_reason(link.client), Some("closed by the peer"));
         // Five minutes of virtual time, and the test took no time at all.
         assert!((Duration::from_secs(300)..Duration::from_secs(301)).contains(&net.now()));
+    }
+
+    #[test]
+    fn a_reset_reaches_the_peer_as_an_error_and_a_hang_up_as_an_eof() {
+        for (reset, reason) in [
+            (true, "I/O error: connection reset by peer"),
+            (false, "closed by the peer"),
+        ] {
+            let mut faults = Faults::perfect();
+            (faults.resets, faults.hang_ups) = if reset { (100, 0) } else { (0, 100) };
+            let mut net = Net::new(1, faults);
+            let server = net.listen(addr(), line, |_| Ok(Collect::default()));
+            let link = net.connect(&server, line(), Collect::default());
+            net.run();
+            // One end is the victim (it aborted); the other reads what it sent.
+            let reasons = [
+                net.close_reason(link.client),
+                net.close_reason(link.server.unwrap()),
+            ];
+            assert!(reasons.contains(&Some("aborted")), "{reasons:?}");
+            assert!(reasons.contains(&Some(reason)), "{reasons:?}");
+        }
     }
 
     #[test]
