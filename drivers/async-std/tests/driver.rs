@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use futures::{AsyncReadExt, AsyncWriteExt};
-use rustls::pki_types::{PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use smol::channel::{unbounded, Receiver, Sender};
 use smol::net::TcpStream;
 use std::future::Future;
@@ -123,36 +123,8 @@ impl Application for Client {
     }
 }
 
-/// A self-signed "localhost" certificate: the server's configuration, and a client's that
-/// trusts it.
-fn tls_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der().clone()).unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    (Arc::new(server), Arc::new(client))
-}
-
 async fn tls_echo_between_a_server_and_a_connected_client(rt: Rt) {
-    let (server_config, client_config) = tls_configs();
+    let (server_config, client_config) = tendril_core::testkit::tls::pair(0);
     let server = rt.manager("tcp", "127.0.0.1:0");
     let seen = Shared::default();
     let (closed_tx, server_closed) = unbounded();

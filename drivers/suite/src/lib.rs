@@ -886,33 +886,6 @@ pub fn back_pressure_against_a_slow_reader(driver: &dyn Driver) {
     server.stop();
 }
 
-/// A self-signed localhost certificate: (server config, client config trusting it).
-fn tls_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der().clone()).unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    (Arc::new(server), Arc::new(client))
-}
-
 /// A line server that answers `STARTTLS` with `220 go ahead` and wraps itself in TLS, and
 /// `250 <line>` to anything else. Reports the lines it saw and its closes.
 fn starttls(
@@ -961,7 +934,7 @@ fn starttls(
 /// TLS from the first byte, and STARTTLS with injected plaintext, with a rustls client.
 pub fn tls_and_starttls(driver: &dyn Driver) {
     use tendril_core::tls::TlsLayer;
-    let (server_config, client_config) = tls_configs();
+    let (server_config, client_config) = tendril_core::testkit::tls::pair(0);
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
 
     // TLS from the first byte.
@@ -1024,7 +997,7 @@ pub fn tls_peers_hanging_up_mid_handshake_are_closed(driver: &dyn Driver) {
                 .expect("the server closes the connection (EOF within 10 s)");
         }
     }
-    let (server_config, _) = tls_configs();
+    let (server_config, _) = tendril_core::testkit::tls::pair(0);
 
     let config = server_config.clone();
     let (tls_echo, closes) = echo(

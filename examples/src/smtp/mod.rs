@@ -1067,35 +1067,15 @@ mod tests {
 
     // ---- STARTTLS ---------------------------------------------------------------------
 
-    /// Settings with a certificate, and a client configuration trusting it.
+    /// Settings with a certificate, and a client configuration trusting it (the test kit's
+    /// deterministic pair).
     fn tls_settings() -> (Arc<Settings>, Arc<rustls::ClientConfig>) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![cert.der().clone()],
-                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-            )
-            .unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(cert.der().clone()).unwrap();
-        let client = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let (server, client) = tendril_core::testkit::tls::pair(0);
         let settings = Settings {
-            tls: Some(Arc::new(server)),
+            tls: Some(server),
             ..Arc::into_inner(settings(&Memory::new(), 1000)).unwrap()
         };
-        (Arc::new(settings), Arc::new(client))
+        (Arc::new(settings), client)
     }
 
     /// A client that records the replies it gets.
