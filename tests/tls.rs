@@ -65,14 +65,20 @@ fn client_layer(certs: &Certs) -> TlsLayer {
     .unwrap()
 }
 
+/// A client and a server, each in its TLS layer from `certs`.
+fn tls_pair(certs: &Certs) -> (Tendril, Tendril) {
+    let mut client = line();
+    client.wrap(client_layer(certs));
+    let mut server = line();
+    server.wrap(TlsLayer::server(certs.server.clone()).unwrap());
+    (client, server)
+}
+
 #[test]
 fn tls_from_the_first_byte_carries_frames_both_ways() {
     let certs = certs(true);
     let (client_log, server_log) = (log(), log());
-    let mut client = line();
-    client.wrap(client_layer(&certs));
-    let mut server = line();
-    server.wrap(TlsLayer::server(certs.server.clone()).unwrap());
+    let (mut client, server) = tls_pair(&certs);
     client.send_frame("hello over tls".into()).unwrap();
     let mut pipe = Pipe::new(
         (client, Recorder::new(&client_log)),
@@ -216,11 +222,8 @@ fn plaintext_pipelined_after_starttls_is_discarded_and_reported() {
 fn an_untrusted_certificate_fails_the_handshake_and_closes_both_sides_once() {
     let certs = certs(false);
     let (client_log, server_log) = (log(), log());
-    let mut client = line();
-    client.wrap(client_layer(&certs));
+    let (mut client, server) = tls_pair(&certs);
     client.send_frame("never sent".into()).unwrap();
-    let mut server = line();
-    server.wrap(TlsLayer::server(certs.server.clone()).unwrap());
     let mut pipe = Pipe::new(
         (client, Recorder::new(&client_log)),
         (server, Recorder::new(&server_log)),
@@ -266,14 +269,11 @@ fn garbage_instead_of_a_client_hello_closes_with_a_tls_error() {
 fn finishing_during_the_handshake_still_delivers_what_was_queued() {
     let certs = certs(true);
     let (client_log, server_log) = (log(), log());
-    let mut client = line();
-    client.wrap(client_layer(&certs));
+    let (mut client, server) = tls_pair(&certs);
     client
         .send_frame("sent before the handshake".into())
         .unwrap();
     client.finish();
-    let mut server = line();
-    server.wrap(TlsLayer::server(certs.server.clone()).unwrap());
     let mut pipe = Pipe::new(
         (client, Recorder::new(&client_log)),
         (server, Recorder::echo(&server_log)),
@@ -291,13 +291,10 @@ fn finishing_during_the_handshake_still_delivers_what_was_queued() {
 fn closing_during_the_handshake_still_delivers_what_was_queued() {
     let certs = certs(true);
     let (client_log, server_log) = (log(), log());
-    let mut client = line();
-    client.wrap(client_layer(&certs));
+    let (mut client, server) = tls_pair(&certs);
     client
         .send_frame("sent before the handshake".into())
         .unwrap();
-    let mut server = line();
-    server.wrap(TlsLayer::server(certs.server.clone()).unwrap());
     let mut pipe = Pipe::new(
         (client, Recorder::new(&client_log)),
         (server, Recorder::new(&server_log)),
