@@ -20,11 +20,9 @@ use arbitrary::Arbitrary;
 use bytes::Bytes;
 use core::time::Duration;
 use libfuzzer_sys::fuzz_target;
-use rustls::{ClientConfig, ServerConfig};
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
 use tendril_core::testkit::net::{Faults, Net};
-use tendril_core::testkit::tls::{self, Seeded};
+use tendril_core::testkit::tls;
 use tendril_core::tls::TlsLayer;
 use tendril_core::{AppError, Application, Config, Line, Proto, Tendril};
 
@@ -67,17 +65,8 @@ impl Application for Peer {
     }
 }
 
-fn setup() -> &'static (Seeded, Arc<ServerConfig>, Arc<ClientConfig>) {
-    static SETUP: OnceLock<(Seeded, Arc<ServerConfig>, Arc<ClientConfig>)> = OnceLock::new();
-    SETUP.get_or_init(|| {
-        let seeded = Seeded::new(0);
-        let (server, client) = (seeded.server_config(), seeded.client_config());
-        (seeded, server, client)
-    })
-}
-
 fuzz_target!(|input: Input| {
-    let (seeded, server_tls, client_tls) = setup();
+    let (seeded, server_tls, client_tls) = tendril_core_fuzz::tls_setup();
     seeded.rewind();
     let percent = |p: u8| p % 101;
     let mut faults = Faults::perfect();

@@ -21,9 +21,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use bytes::{Buf, Bytes};
 use core::time::Duration;
 use libfuzzer_sys::fuzz_target;
-use rustls::{ClientConfig, ServerConfig};
-use std::sync::{Arc, OnceLock};
-use tendril_core::testkit::tls::{self, Seeded};
+use tendril_core::testkit::tls;
 use tendril_core::tls::TlsLayer;
 use tendril_core::{AppError, Application, CloseReason, Config, Line, Proto, Tendril};
 
@@ -329,17 +327,6 @@ impl Socket {
     }
 }
 
-/// One process-wide deterministic setup, rewound for every input (a new `Seeded` per input would
-/// leak its state each time, and LeakSanitizer would rightly say so).
-fn setup() -> &'static (Seeded, Arc<ServerConfig>, Arc<ClientConfig>) {
-    static SETUP: OnceLock<(Seeded, Arc<ServerConfig>, Arc<ClientConfig>)> = OnceLock::new();
-    SETUP.get_or_init(|| {
-        let seeded = Seeded::new(0);
-        let (server, client) = (seeded.server_config(), seeded.client_config());
-        (seeded, server, client)
-    })
-}
-
 fn line() -> Tendril {
     Tendril::new(
         Proto::TCP,
@@ -359,7 +346,7 @@ fn take(t: &mut Tendril, max: u16) -> Bytes {
 }
 
 fuzz_target!(|input: Input| {
-    let (seeded, server_config, client_config) = setup();
+    let (seeded, server_config, client_config) = tendril_core_fuzz::tls_setup();
     seeded.rewind();
 
     let mut config = Config::default();

@@ -8,11 +8,25 @@
 //! round trips, and for some framers canonical encoding and independence from the read sizes).
 
 use std::ops::Range;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::{Buf, Bytes, BytesMut};
+use rustls::{ClientConfig, ServerConfig};
+use tendril_core::testkit::tls::Seeded;
 use tendril_core::{FrameError, Framer, Outgoing};
+
+/// One process-wide deterministic TLS setup for the targets that speak TLS (`tls`, `network`):
+/// rewind the `Seeded` for every input so a crash replays. (A new `Seeded` per input would leak
+/// its state each time, and LeakSanitizer would rightly say so.)
+pub fn tls_setup() -> &'static (Seeded, Arc<ServerConfig>, Arc<ClientConfig>) {
+    static SETUP: OnceLock<(Seeded, Arc<ServerConfig>, Arc<ClientConfig>)> = OnceLock::new();
+    SETUP.get_or_init(|| {
+        let seeded = Seeded::new(0);
+        let (server, client) = (seeded.server_config(), seeded.client_config());
+        (seeded, server, client)
+    })
+}
 
 /// Input bytes and how they arrive.
 ///
