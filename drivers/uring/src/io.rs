@@ -1,0 +1,525 @@
+//! Sockets on a shard: what each one has in flight and what came back, and the kit's
+//! [`StreamIo`], [`Listener`] and [`Readiness`] on top.
+//!
+//! A socket is a [`Source`], shared by its I/O object and the operations in flight on it. The
+//! I/O object asks (a [`Request`]); the shard's loop submits; the completion lands in the
+//! source's state and wakes the task. Receives are multishot into the shard's buffer pool,
+//! accepts are multishot, a write is one `send` of the bytes the kit handed over, and
+//! readiness (a connect finishing, the UDP socket the kit reads itself) is a one-shot poll.
+
+use bytes::BytesMut;
+use socket2::{SockRef, Socket};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use tendril_net::lock;
+use tendril_net::runtime::{Interest, Listener, Readiness, StreamIo};
+
+use crate::shard::Shard;
+use crate::sys::{accepted_fd, Chunk, Completion, Ring};
+
+/// Filled buffers one connection may hold unread before its receive is paused: a reader that
+/// stops reading does not take the whole pool.
+const MAX_CHUNKS: usize = 4;
+/// Accepted connections queued before the multishot accept is paused.
+const MAX_ACCEPTED: usize = 64;
+/// The most bytes one send takes from the kit's queue.
+const MAX_SEND: usize = 256 * 1024;
+/// A send buffer up to this size is kept for the connection's next send.
+const KEEP_SEND: usize = 16 * 1024;
+
+/// A multishot or one-shot operation's state on a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Arm {
+    /// Nothing in flight.
+    #[default]
+    Off,
+    /// Asked for; the loop has not submitted it yet.
+    Queued,
+    /// In flight, as this `user_data`.
+    On(u64),
+    /// Cancelled, its last completion not in yet.
+    Cancelling,
+    /// Stopped for want of receive buffers, waiting for some to come back.
+    Starved,
+}
+
+/// What the loop submits, asked for from any thread.
+pub(crate) enum Request {
+    Recv(Arc<Source>),
+    Accept(Arc<Source>),
+    Send(Arc<Source>, Vec<u8>),
+    Poll(Arc<Source>, Interest),
+    /// The I/O object was dropped: cancel what is in flight. The descriptor closes when the
+    /// last operation holding the source completes.
+    Close(Arc<Source>),
+}
+
+/// An operation in flight, as the ring knows it.
+#[derive(Clone)]
+pub(crate) enum Op {
+    Recv(Arc<Source>),
+    Accept(Arc<Source>),
+    Send(Arc<Source>),
+    Poll(Arc<Source>, Interest),
+    /// The shard's own bell: another thread has queued something.
+    Bell,
+}
+
+/// A socket registered with a shard.
+pub(crate) struct Source {
+    socket: Socket,
+    shard: Arc<Shard>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    closed: bool,
+    // Readiness, by `Interest as usize`, with a tick that counts polls that fired.
+    ready: [bool; 2],
+    tick: u64,
+    polling: [Arm; 2],
+    waiting: [Option<Waker>; 2],
+    // Receiving (streams) or accepting (listeners).
+    arm: Arm,
+    chunks: VecDeque<Chunk>,
+    accepted: VecDeque<io::Result<OwnedFd>>,
+    eof: bool,
+    error: Option<io::Error>,
+    reader: Option<Waker>,
+    // Sending.
+    sending: Arm,
+    sent: Option<io::Result<usize>>,
+    spare: Vec<u8>,
+    writer: Option<Waker>,
+}
+
+fn os_error(result: i32) -> io::Error {
+    io::Error::from_raw_os_error(-result)
+}
+
+impl Source {
+    /// Register `socket` with `shard`.
+    pub(crate) fn register(socket: Socket, shard: Arc<Shard>) -> Registered {
+        Registered(Arc::new(Source {
+            socket,
+            shard,
+            state: Mutex::default(),
+        }))
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+
+    /// Buffers are back after this source starved: receive again.
+    pub(crate) fn fed(self: Arc<Self>) {
+        let mut state = lock(&self.state);
+        if state.arm == Arm::Starved && !state.closed {
+            state.arm = Arm::Queued;
+            drop(state);
+            self.shard.request(Request::Recv(self.clone()));
+        }
+    }
+}
+
+impl Request {
+    /// Submit on the loop's thread.
+    pub(crate) fn submit(self, ring: &mut Ring<Op>) {
+        match self {
+            Request::Recv(source) => {
+                let mut state = lock(&source.state);
+                if state.closed || state.arm != Arm::Queued {
+                    return;
+                }
+                match ring.recv_multi(source.fd(), &source.shard.pool, Op::Recv(source.clone())) {
+                    Ok(id) => state.arm = Arm::On(id),
+                    Err(e) => fail_read(&mut state, e),
+                }
+            }
+            Request::Accept(source) => {
+                let mut state = lock(&source.state);
+                if state.closed || state.arm != Arm::Queued {
+                    return;
+                }
+                match ring.accept_multi(source.fd(), Op::Accept(source.clone())) {
+                    Ok(id) => state.arm = Arm::On(id),
+                    Err(e) => {
+                        state.arm = Arm::Off;
+                        state.accepted.push_back(Err(e));
+                        wake(&mut state.reader);
+                    }
+                }
+            }
+            Request::Send(source, buf) => {
+                let mut state = lock(&source.state);
+                if state.closed {
+                    return;
+                }
+                match ring.send(source.fd(), buf, Op::Send(source.clone())) {
+                    Ok(id) => state.sending = Arm::On(id),
+                    Err(e) => {
+                        state.sending = Arm::Off;
+                        state.sent = Some(Err(e));
+                        wake(&mut state.writer);
+                    }
+                }
+            }
+            Request::Poll(source, interest) => {
+                let mut state = lock(&source.state);
+                let i = interest as usize;
+                if state.closed || state.polling[i] != Arm::Queued {
+                    return;
+                }
+                let events = match interest {
+                    Interest::Read => libc::POLLIN,
+                    Interest::Write => libc::POLLOUT,
+                };
+                match ring.poll(
+                    source.fd(),
+                    events,
+                    false,
+                    Op::Poll(source.clone(), interest),
+                ) {
+                    Ok(id) => state.polling[i] = Arm::On(id),
+                    Err(_) => {
+                        // Let the task try its system call: it reports the error itself.
+                        state.polling[i] = Arm::Off;
+                        state.ready[i] = true;
+                        wake(&mut state.waiting[i]);
+                    }
+                }
+            }
+            Request::Close(source) => {
+                let state = lock(&source.state);
+                let arms = [state.arm, state.sending, state.polling[0], state.polling[1]];
+                drop(state);
+                for arm in arms {
+                    if let Arm::On(id) = arm {
+                        if let Err(e) = ring.cancel(id) {
+                            tracing::warn!(error = %e, "cancelling a closed socket's operation failed");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn wake(waker: &mut Option<Waker>) {
+    if let Some(waker) = waker.take() {
+        waker.wake();
+    }
+}
+
+fn fail_read(state: &mut State, e: io::Error) {
+    state.arm = Arm::Off;
+    state.error = Some(e);
+    wake(&mut state.reader);
+}
+
+impl Op {
+    /// A completion of this operation, on the loop's thread.
+    pub(crate) fn complete(self, ring: &mut Ring<Op>, done: Completion<Op>) {
+        match self {
+            Op::Recv(source) => source.received(ring, done),
+            Op::Accept(source) => source.accepted(ring, done),
+            Op::Send(source) => source.sent(done),
+            Op::Poll(source, interest) => source.polled(interest, done),
+            Op::Bell => {}
+        }
+    }
+}
+
+impl Source {
+    fn received(self: &Arc<Self>, ring: &mut Ring<Op>, done: Completion<Op>) {
+        let pool = &self.shard.pool;
+        let mut state = lock(&self.state);
+        let chunk = pool.chunk(done.flags, done.result.max(0) as u32);
+        match chunk {
+            Some(chunk) if done.result > 0 && !state.closed => state.chunks.push_back(chunk),
+            // Data for a socket already closed, or a buffer with no data.
+            Some(chunk) => {
+                pool.recycle(chunk);
+                state.eof |= done.result == 0;
+            }
+            None if done.result == 0 => state.eof = true,
+            None => match -done.result {
+                libc::ENOBUFS => state.arm = Arm::Starved,
+                libc::ECANCELED => {}
+                _ if done.result < 0 => state.error = Some(os_error(done.result)),
+                _ => {}
+            },
+        }
+        if done.last {
+            match state.arm {
+                Arm::Starved if !state.closed => self.shard.starve(self.clone()),
+                _ => state.arm = Arm::Off,
+            }
+            let more = !state.eof && state.error.is_none() && !state.closed;
+            if more && state.arm == Arm::Off && state.chunks.len() < MAX_CHUNKS {
+                // Ended for a reason of the kernel's (its completion queue overflowed, say):
+                // go on receiving.
+                match ring.recv_multi(self.fd(), pool, Op::Recv(self.clone())) {
+                    Ok(id) => state.arm = Arm::On(id),
+                    Err(e) => fail_read(&mut state, e),
+                }
+            }
+        } else if state.chunks.len() >= MAX_CHUNKS {
+            if let Arm::On(id) = state.arm {
+                state.arm = Arm::Cancelling;
+                let _ = ring.cancel(id);
+            }
+        }
+        wake(&mut state.reader);
+    }
+
+    fn accepted(self: &Arc<Self>, ring: &mut Ring<Op>, done: Completion<Op>) {
+        let mut state = lock(&self.state);
+        if done.result >= 0 {
+            let fd = accepted_fd(done.result);
+            if !state.closed {
+                state.accepted.push_back(Ok(fd));
+            }
+        } else if done.result != -libc::ECANCELED {
+            // EMFILE and the like: the accept loop reports it and backs off before it asks
+            // again.
+            state.accepted.push_back(Err(os_error(done.result)));
+        }
+        if done.last {
+            state.arm = Arm::Off;
+        } else if state.accepted.len() >= MAX_ACCEPTED {
+            if let Arm::On(id) = state.arm {
+                state.arm = Arm::Cancelling;
+                let _ = ring.cancel(id);
+            }
+        }
+        wake(&mut state.reader);
+    }
+
+    fn sent(&self, done: Completion<Op>) {
+        let mut state = lock(&self.state);
+        state.sending = Arm::Off;
+        state.sent = Some(if done.result >= 0 {
+            Ok(done.result as usize)
+        } else {
+            Err(os_error(done.result))
+        });
+        if let Some(mut buf) = done.buf {
+            if buf.capacity() <= KEEP_SEND {
+                buf.clear();
+                state.spare = buf;
+            }
+        }
+        wake(&mut state.writer);
+    }
+
+    fn polled(&self, interest: Interest, done: Completion<Op>) {
+        let mut state = lock(&self.state);
+        let i = interest as usize;
+        state.polling[i] = Arm::Off;
+        if done.result != -libc::ECANCELED {
+            state.ready[i] = true;
+            state.tick += 1;
+        }
+        wake(&mut state.waiting[i]);
+    }
+}
+
+/// A source as its one I/O object: the kit's stream, listener or datagram socket. Dropping it
+/// closes the socket.
+pub(crate) struct Registered(Arc<Source>);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let source = &self.0;
+        let mut state = lock(&source.state);
+        state.closed = true;
+        let pool = &source.shard.pool;
+        let had_chunks = !state.chunks.is_empty();
+        state.chunks.drain(..).for_each(|chunk| pool.recycle(chunk));
+        state.accepted.clear();
+        let in_flight = [state.arm, state.sending, state.polling[0], state.polling[1]]
+            .iter()
+            .any(|arm| matches!(arm, Arm::On(_)));
+        drop(state);
+        if in_flight {
+            source.shard.request(Request::Close(source.clone()));
+        }
+        if had_chunks {
+            source.shard.buffers_returned();
+        }
+    }
+}
+
+impl Registered {
+    fn poll_ready(&self, cx: &mut Context<'_>, interest: Interest) -> Poll<io::Result<()>> {
+        let source = &self.0;
+        let mut state = lock(&source.state);
+        let i = interest as usize;
+        if state.ready[i] {
+            return Poll::Ready(Ok(()));
+        }
+        state.waiting[i] = Some(cx.waker().clone());
+        if state.polling[i] == Arm::Off {
+            state.polling[i] = Arm::Queued;
+            drop(state);
+            source
+                .shard
+                .request(Request::Poll(source.clone(), interest));
+        }
+        Poll::Pending
+    }
+}
+
+impl StreamIo for Registered {
+    fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        limit: usize,
+    ) -> Poll<io::Result<usize>> {
+        let source = &self.0;
+        let pool = &source.shard.pool;
+        let mut state = lock(&source.state);
+        let (mut n, mut returned) = (0, false);
+        while n < limit {
+            let Some(front) = state.chunks.front_mut() else {
+                break;
+            };
+            let bytes = pool.bytes(front);
+            let take = bytes.len().min(limit - n);
+            buf.extend_from_slice(&bytes[..take]);
+            front.consume(take);
+            n += take;
+            if front.remaining() == 0 {
+                if let Some(chunk) = state.chunks.pop_front() {
+                    pool.recycle(chunk);
+                    returned = true;
+                }
+            }
+        }
+        let result = if n > 0 {
+            Poll::Ready(Ok(n))
+        } else if let Some(e) = state.error.take() {
+            Poll::Ready(Err(e))
+        } else if state.eof {
+            Poll::Ready(Ok(0))
+        } else {
+            state.reader = Some(cx.waker().clone());
+            Poll::Pending
+        };
+        let rearm = state.arm == Arm::Off
+            && !state.eof
+            && state.error.is_none()
+            && state.chunks.len() < MAX_CHUNKS;
+        if rearm {
+            state.arm = Arm::Queued;
+        }
+        drop(state);
+        if rearm {
+            source.shard.request(Request::Recv(source.clone()));
+        }
+        if returned {
+            source.shard.buffers_returned();
+        }
+        result
+    }
+
+    fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let source = &self.0;
+        let mut state = lock(&source.state);
+        // The kit calls again with the same bytes in front until it hears how many went.
+        if let Some(sent) = state.sent.take() {
+            return Poll::Ready(sent);
+        }
+        if state.sending != Arm::Off {
+            state.writer = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let mut out = std::mem::take(&mut state.spare);
+        for slice in bufs {
+            let room = MAX_SEND - out.len();
+            if room == 0 {
+                break;
+            }
+            out.extend_from_slice(&slice[..slice.len().min(room)]);
+        }
+        if out.is_empty() {
+            state.spare = out;
+            return Poll::Ready(Ok(0));
+        }
+        state.sending = Arm::Queued;
+        state.writer = Some(cx.waker().clone());
+        drop(state);
+        source.shard.request(Request::Send(source.clone(), out));
+        Poll::Pending
+    }
+
+    fn poll_writable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_ready(cx, Interest::Write)
+    }
+
+    fn socket(&self) -> SockRef<'_> {
+        SockRef::from(&self.0.socket)
+    }
+}
+
+impl Listener for Registered {
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Box<dyn StreamIo>>> {
+        let source = &self.0;
+        let mut state = lock(&source.state);
+        let accepted = state.accepted.pop_front();
+        let rearm = state.arm == Arm::Off && state.accepted.len() < MAX_ACCEPTED;
+        if accepted.is_none() {
+            state.reader = Some(cx.waker().clone());
+        }
+        // After an error the accept loop backs off and calls again: ask again then.
+        let rearm = rearm && !matches!(accepted, Some(Err(_)));
+        if rearm {
+            state.arm = Arm::Queued;
+        }
+        drop(state);
+        if rearm {
+            source.shard.request(Request::Accept(source.clone()));
+        }
+        match accepted {
+            None => Poll::Pending,
+            Some(Err(e)) => Poll::Ready(Err(e)),
+            // The connection stays on the listener's shard.
+            Some(Ok(fd)) => Poll::Ready(Ok(Box::new(Source::register(
+                Socket::from(fd),
+                source.shard.clone(),
+            )))),
+        }
+    }
+}
+
+impl Readiness for Registered {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.0.fd()
+    }
+
+    fn poll_ready(&self, cx: &mut Context<'_>, interest: Interest) -> Poll<io::Result<()>> {
+        Registered::poll_ready(self, cx, interest)
+    }
+
+    fn try_io(&self, interest: Interest, op: &mut dyn FnMut() -> io::Result<()>) -> io::Result<()> {
+        let tick = lock(&self.0.state).tick;
+        let result = op();
+        if matches!(&result, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            let mut state = lock(&self.0.state);
+            if state.tick == tick {
+                state.ready[interest as usize] = false;
+            }
+        }
+        result
+    }
+}

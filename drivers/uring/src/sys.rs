@@ -1,0 +1,360 @@
+//! Everything `unsafe` in the driver, in one place: the ring's submissions, the buffers the
+//! kernel receives into, and the descriptors it hands back.
+//!
+//! The rule that makes the rest safe: **whatever a submission points to is owned by the ring
+//! until its last completion.** Each operation in flight holds its `owner` (the socket's
+//! source, which owns the descriptor, so the descriptor cannot close and be reused under it)
+//! and, for a send, the bytes being sent. Received bytes land in a [`Pool`] whose memory is
+//! never freed; a buffer the kernel filled is a [`Chunk`], which is not `Clone`, and goes back
+//! to the kernel only by value.
+#![allow(unsafe_code)]
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use slab::Slab;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// One operation in flight: who asked for it, and the bytes a send points to.
+struct InFlight<T> {
+    owner: Option<T>,
+    buf: Option<Vec<u8>>,
+}
+
+/// A completion, with what its operation owned. `last` is `false` while a multishot
+/// operation goes on; the owner comes back (by value) only with the last completion.
+pub(crate) struct Completion<T> {
+    pub owner: T,
+    pub result: i32,
+    pub flags: u32,
+    pub last: bool,
+    /// The bytes of a send, given back for reuse.
+    pub buf: Option<Vec<u8>>,
+}
+
+/// An io_uring instance and the operations in flight on it, keyed by their `user_data`.
+pub(crate) struct Ring<T> {
+    uring: IoUring,
+    ops: Slab<InFlight<T>>,
+}
+
+impl<T> Ring<T> {
+    /// A ring of `entries` submissions. It is made on the thread that submits to it: that
+    /// lets the kernel skip its locking (`SINGLE_ISSUER`) and run completions only when this
+    /// thread asks for them (`DEFER_TASKRUN`, Linux 6.1); older kernels get a plain ring.
+    pub(crate) fn new(entries: u32) -> io::Result<Ring<T>> {
+        let uring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_cqsize(entries * 4)
+            .build(entries)
+            .or_else(|_| IoUring::builder().setup_cqsize(entries * 4).build(entries))?;
+        Ok(Ring {
+            uring,
+            ops: Slab::with_capacity(1024),
+        })
+    }
+
+    /// Queue `entry` for `owner`, submitting what is queued first if the queue is full.
+    ///
+    /// # Safety
+    /// Whatever `entry` points to must stay valid until its last completion: the owner or
+    /// `buf` (both kept in the ring until then) must own it.
+    unsafe fn push(
+        &mut self,
+        entry: squeue::Entry,
+        owner: Option<T>,
+        buf: Option<Vec<u8>>,
+    ) -> io::Result<u64> {
+        let key = self.ops.insert(InFlight { owner, buf }) as u64;
+        let entry = entry.user_data(key);
+        // SAFETY: the caller promises the entry's memory lives until completion.
+        while unsafe { self.uring.submission().push(&entry) }.is_err() {
+            if let Err(e) = self.uring.submit() {
+                self.ops.remove(key as usize);
+                return Err(e);
+            }
+        }
+        Ok(key)
+    }
+
+    /// A multishot receive into buffers of `pool`.
+    pub(crate) fn recv_multi(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        pool: &Pool,
+        owner: T,
+    ) -> io::Result<u64> {
+        let entry = opcode::RecvMulti::new(types::Fd(fd.as_raw_fd()), pool.group).build();
+        // SAFETY: a receive into a provided buffer points to no memory of ours but the pool's,
+        // which is never freed.
+        unsafe { self.push(entry, Some(owner), None) }
+    }
+
+    /// A multishot accept; each completion's result is a new descriptor.
+    pub(crate) fn accept_multi(&mut self, fd: BorrowedFd<'_>, owner: T) -> io::Result<u64> {
+        let entry = opcode::AcceptMulti::new(types::Fd(fd.as_raw_fd()))
+            .flags(libc::SOCK_CLOEXEC)
+            .build();
+        // SAFETY: points to no memory.
+        unsafe { self.push(entry, Some(owner), None) }
+    }
+
+    /// A one-shot poll for `events` (`libc::POLLIN`, …).
+    pub(crate) fn poll(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        events: i16,
+        multi: bool,
+        owner: T,
+    ) -> io::Result<u64> {
+        let entry = opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), events as u32)
+            .multi(multi)
+            .build();
+        // SAFETY: points to no memory.
+        unsafe { self.push(entry, Some(owner), None) }
+    }
+
+    /// Send all of `buf` (the ring keeps it until the completion gives it back).
+    pub(crate) fn send(&mut self, fd: BorrowedFd<'_>, buf: Vec<u8>, owner: T) -> io::Result<u64> {
+        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        let entry = opcode::Send::new(types::Fd(fd.as_raw_fd()), buf.as_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build();
+        // SAFETY: `buf` moves into the ring with the entry; a `Vec`'s heap block does not move
+        // with it, and is dropped or given back only with the completion.
+        unsafe { self.push(entry, Some(owner), Some(buf)) }
+    }
+
+    /// Cancel the operation `target` (its completions end with `ECANCELED`).
+    pub(crate) fn cancel(&mut self, target: u64) -> io::Result<()> {
+        let entry = opcode::AsyncCancel::new(target).build();
+        // SAFETY: points to no memory.
+        unsafe { self.push(entry, None, None) }.map(drop)
+    }
+
+    /// Submit what is queued, and wait for at least one completion if `wait` (no longer than
+    /// `timeout`).
+    pub(crate) fn submit(&mut self, wait: bool, timeout: Option<Duration>) -> io::Result<()> {
+        let submitter = self.uring.submitter();
+        let result = match (wait, timeout) {
+            (false, _) => submitter.submit(),
+            (true, None) => submitter.submit_and_wait(1),
+            (true, Some(timeout)) => {
+                let ts = types::Timespec::from(timeout);
+                submitter.submit_with_args(1, &types::SubmitArgs::new().timespec(&ts))
+            }
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Hand each completion to `each`, which may queue more operations; an operation's last
+    /// completion gives back what it held.
+    pub(crate) fn complete(&mut self, mut each: impl FnMut(&mut Self, Completion<T>))
+    where
+        T: Clone,
+    {
+        loop {
+            // One completion at a time: `each` may submit, which needs the ring.
+            let Some(cqe) = self.uring.completion().next() else {
+                break;
+            };
+            let key = cqe.user_data() as usize;
+            let last = !cqueue::more(cqe.flags());
+            let (owner, buf) = if last {
+                match self.ops.try_remove(key) {
+                    Some(op) => (op.owner, op.buf),
+                    None => continue,
+                }
+            } else {
+                // A multishot operation goes on: its owner stays, a clone is lent.
+                (self.ops.get(key).and_then(|op| op.owner.clone()), None)
+            };
+            if let Some(owner) = owner {
+                let (result, flags) = (cqe.result(), cqe.flags());
+                each(
+                    self,
+                    Completion {
+                        owner,
+                        result,
+                        flags,
+                        last,
+                        buf,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Register `count` receive buffers of `size` bytes each as buffer group `group`.
+    pub(crate) fn pool(&mut self, group: u16, count: u16, size: u32) -> io::Result<Pool> {
+        Pool::register(&self.uring, group, count, size)
+    }
+}
+
+/// The kernel's view of one provided buffer (`struct io_uring_buf`); the first entry's `resv`
+/// is the ring's tail.
+#[repr(C)]
+struct RingEntry {
+    addr: u64,
+    len: u32,
+    bid: u16,
+    resv: u16,
+}
+
+/// Receive buffers the kernel picks from as data arrives (a provided-buffer ring): idle
+/// connections hold none.
+pub(crate) struct Pool {
+    group: u16,
+    size: u32,
+    count: u16,
+    /// `count * size` bytes, never freed.
+    base: *mut u8,
+    /// `count` entries, page-aligned, never freed.
+    ring: *mut RingEntry,
+    /// The tail we publish (only under this lock).
+    tail: Mutex<u16>,
+    /// Buffers the kernel filled and nobody gave back yet.
+    held: AtomicUsize,
+}
+
+// SAFETY: the memory behind the pointers is never freed; a buffer's bytes are read only by the
+// holder of its `Chunk` (one at a time, as a `Chunk` is not `Clone`), and the ring is written
+// only under `tail`'s lock.
+unsafe impl Send for Pool {}
+// SAFETY: as above.
+unsafe impl Sync for Pool {}
+
+/// A buffer the kernel filled: `len` bytes of buffer `bid`, of which `off` have been read.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    bid: u16,
+    len: u32,
+    off: u32,
+}
+
+impl Chunk {
+    /// Bytes not read yet.
+    pub(crate) fn remaining(&self) -> usize {
+        (self.len - self.off) as usize
+    }
+
+    /// Mark `n` more bytes read.
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.off += n as u32;
+    }
+}
+
+impl Pool {
+    fn register(uring: &IoUring, group: u16, count: u16, size: u32) -> io::Result<Pool> {
+        assert!(
+            count.is_power_of_two(),
+            "a buffer ring's size is a power of two"
+        );
+        let layout = std::alloc::Layout::from_size_align(
+            count as usize * std::mem::size_of::<RingEntry>(),
+            4096,
+        )
+        .map_err(io::Error::other)?;
+        // SAFETY: the layout's size is not zero. The block is zeroed (the tail starts at 0)
+        // and never freed: the kernel may read it for as long as the ring lives.
+        let ring = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<RingEntry>();
+        if ring.is_null() {
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        }
+        let base =
+            Box::leak(vec![0u8; count as usize * size as usize].into_boxed_slice()).as_mut_ptr();
+        // SAFETY: `ring` holds `count` entries and is never freed.
+        unsafe {
+            uring
+                .submitter()
+                .register_buf_ring_with_flags(ring as u64, count, group, 0)
+        }?;
+        let pool = Pool {
+            group,
+            size,
+            count,
+            base,
+            ring,
+            tail: Mutex::new(0),
+            held: AtomicUsize::new(0),
+        };
+        for bid in 0..count {
+            pool.give(bid);
+        }
+        Ok(pool)
+    }
+
+    /// The chunk a receive completion with `flags` filled with `len` bytes.
+    pub(crate) fn chunk(&self, flags: u32, len: u32) -> Option<Chunk> {
+        let bid = cqueue::buffer_select(flags)?;
+        if bid >= self.count {
+            return None;
+        }
+        self.held.fetch_add(1, Ordering::Relaxed);
+        Some(Chunk {
+            bid,
+            len: len.min(self.size),
+            off: 0,
+        })
+    }
+
+    /// Buffers the kernel may fill now.
+    pub(crate) fn free(&self) -> usize {
+        self.count as usize - self.held.load(Ordering::Relaxed)
+    }
+
+    /// The bytes of `chunk` not read yet.
+    pub(crate) fn bytes<'a>(&'a self, chunk: &'a Chunk) -> &'a [u8] {
+        let start = chunk.bid as usize * self.size as usize + chunk.off as usize;
+        // SAFETY: the kernel wrote `len <= size` bytes of buffer `bid` before it posted the
+        // completion, and writes it no more until the buffer is given back, which takes the
+        // chunk by value.
+        unsafe { std::slice::from_raw_parts(self.base.add(start), chunk.remaining()) }
+    }
+
+    /// Give `chunk`'s buffer back to the kernel.
+    pub(crate) fn recycle(&self, chunk: Chunk) {
+        self.held.fetch_sub(1, Ordering::Relaxed);
+        self.give(chunk.bid);
+    }
+
+    fn give(&self, bid: u16) {
+        let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+        let index = (*tail & (self.count - 1)) as usize;
+        // SAFETY: `index < count`. The kernel holds at most `count` buffers and each buffer is
+        // in the ring once, so the slot at the tail is not one it is reading; the fields are
+        // written through raw pointers, as entry 0's `resv` (the tail) is read by the kernel.
+        unsafe {
+            let entry = self.ring.add(index);
+            std::ptr::addr_of_mut!((*entry).addr)
+                .write(self.base.add(bid as usize * self.size as usize) as u64);
+            std::ptr::addr_of_mut!((*entry).len).write(self.size);
+            std::ptr::addr_of_mut!((*entry).bid).write(bid);
+        }
+        *tail = tail.wrapping_add(1);
+        // SAFETY: the tail is the `resv` field of entry 0, a `u16` aligned to 2 in a live,
+        // page-aligned block; the kernel reads it with acquire ordering.
+        let published = unsafe { AtomicU16::from_ptr(std::ptr::addr_of_mut!((*self.ring).resv)) };
+        published.store(*tail, Ordering::Release);
+    }
+}
+
+/// The descriptor an accept completion returned.
+pub(crate) fn accepted_fd(result: i32) -> OwnedFd {
+    // SAFETY: a non-negative accept result is a new descriptor that nothing else owns.
+    unsafe { OwnedFd::from_raw_fd(result) }
+}
