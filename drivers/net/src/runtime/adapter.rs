@@ -16,6 +16,17 @@ use std::time::Instant;
 /// Every method is object safe, so a manager holds an `Arc<dyn Runtime>`; each call costs one
 /// virtual call, next to a system call.
 ///
+/// # Shards
+///
+/// A runtime may run several *shards*: threads, each with its own reactor, that share no state
+/// (thread-per-core). It says how many with [`shards`](Self::shards), and runs a task on a
+/// given one with [`spawn_on`](Self::spawn_on). The kit then listens with one socket per shard
+/// (`SO_REUSEPORT`) and keeps what each socket accepts on its shard. The contract:
+/// [`spawn`](Self::spawn) and the registrations ([`listener`](Self::listener),
+/// [`udp`](Self::udp), [`stream`](Self::stream)) called from a shard's own thread stay on that
+/// shard; called from any other thread they go to shard 0. A runtime that does not override
+/// the two methods has one shard, and everything stays as it was.
+///
 /// ```
 /// use futures::future::BoxFuture;
 /// use std::io;
@@ -55,6 +66,21 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Register a non-blocking stream socket (TCP or Unix), connected or still connecting.
     fn stream(&self, socket: Socket) -> io::Result<Box<dyn StreamIo>>;
+
+    /// How many shards the runtime runs: threads, each with its own reactor, that share no
+    /// state. 1 by default.
+    fn shards(&self) -> usize {
+        1
+    }
+
+    /// Run `task` on shard `shard` (`< shards()`). By default the same as `spawn`.
+    ///
+    /// The kit calls it for the task of each shard's listening socket, which then registers
+    /// its socket from that shard's thread (see [Shards](Self#shards)).
+    fn spawn_on(&self, shard: usize, task: BoxFuture<'static, ()>) {
+        let _ = shard;
+        self.spawn(task)
+    }
 
     /// `true` for a runtime without a reactor (one thread per task): the kit then connects
     /// stream sockets with a blocking call, within the manager's connect timeout, and hands

@@ -134,7 +134,9 @@ impl Manager {
     }
 
     /// Run this manager's tasks (listeners, connections, UDP sockets) with `spawner` instead of
-    /// the driver's runtime, e.g. on an executor of the application's own.
+    /// the driver's runtime, e.g. on an executor of the application's own. A spawner replaces
+    /// sharding: on a sharded runtime, a manager with a spawner listens with one socket, and
+    /// every task goes to the spawner. Set it before [`start`](Self::start).
     pub fn set_spawner(&self, spawner: Spawner) {
         self.shared.set_spawner(spawner);
     }
@@ -192,6 +194,13 @@ impl Manager {
                 crate::acceptor(acceptor),
             )
             .await
+    }
+
+    /// How many shards [`start`](Self::start) listens on: one socket per shard
+    /// (`SO_REUSEPORT`) for TCP and UDP, each accepting on its own shard. 1 unless the driver's
+    /// runtime is sharded (see [`Runtime::shards`]) and no custom spawner is set.
+    pub fn shards(&self) -> usize {
+        self.shared.shards()
     }
 
     /// `true` between `start` and `stop`.

@@ -15,6 +15,7 @@
 //! | `transport` | the [`Transport`] trait and the protocol registry ([`register`], [`protocols`]) |
 //! | `stream` | [`spawn_stream`] and a stream connection's task |
 //! | `stream_transports` | TCP and Unix: listening, accepting, connecting |
+//! | `shards` | one listening socket per shard (`SO_REUSEPORT`), registered on its shard |
 //! | `udp` | UDP: one task per socket runs the core's tracker |
 //! | `handle` | [`TendrilHandle`] and [`current_handle`] |
 //! | `framed` | [`FramedTendril`]: a connection as a `Stream` + `Sink` |
@@ -48,6 +49,17 @@
 //!   [`Readiness::try_io`]; when one fails with `WouldBlock`, the runtime forgets the readiness
 //!   it had cached, and [`Readiness::poll_ready`] waits for the reactor again.
 //! - [`Runtime::resolve`] has a default (IP literals at once, names on a short-lived thread).
+//! - [`Runtime::shards`] and [`Runtime::spawn_on`] have defaults: one shard. A thread-per-core
+//!   runtime (threads that each run a reactor of their own and share nothing) overrides both,
+//!   and then keeps this promise: [`spawn`](Runtime::spawn) and the registrations
+//!   ([`listener`](Runtime::listener), [`udp`](Runtime::udp), [`stream`](Runtime::stream))
+//!   called from a shard's own thread stay on that shard; called from any other thread they go
+//!   to shard 0. The kit does the rest: a TCP or UDP manager listens with one `SO_REUSEPORT`
+//!   socket per shard, each registered by a task [spawned on](Runtime::spawn_on) its shard, so
+//!   what that socket accepts (connections, UDP peers, by the kernel's hash of their 4-tuple)
+//!   is registered, spawned and served on that shard's thread. Unix sockets listen once, on
+//!   shard 0. A manager with a custom [`Spawner`] has one shard. `tendril-tokio`'s `Sharded`
+//!   is the worked example.
 //!
 //! Readiness is edge-triggered in spirit: "ready" is a hint that the next system call may
 //! succeed, never a promise, and a call that would block is always followed by a `poll_ready`
@@ -105,6 +117,7 @@ mod adapter;
 mod framed;
 mod handle;
 mod manager;
+mod shards;
 mod shared;
 mod stream;
 mod stream_transports;

@@ -98,15 +98,44 @@ impl Shared {
         self.spawn_as(super::tasks::new_task_id(), future);
     }
 
+    /// [`spawn`](Self::spawn) on shard `shard` (`< shards()`) of the runtime
+    /// ([`Runtime::spawn_on`]): a task that `stop()` waits for. Under a custom
+    /// [`Spawner`] the spawner runs it, like every other task.
+    pub fn spawn_on<F>(&self, shard: usize, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.spawn_to(super::tasks::new_task_id(), Some(shard), future);
+    }
+
+    /// How many shards this manager's listening sockets run on: the runtime's
+    /// [`shards`](Runtime::shards), or 1 once a custom [`Spawner`] is set (it replaces
+    /// sharding: the kit does not know which of its threads would be whose).
+    pub fn shards(&self) -> usize {
+        match &*lock(&self.spawner) {
+            Some(_) => 1,
+            None => self.runtime.shards(),
+        }
+    }
+
     /// [`spawn`](Self::spawn) as task `id` (from `new_task_id`).
     pub(crate) fn spawn_as<F>(&self, id: u64, future: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
+        self.spawn_to(id, None, future);
+    }
+
+    /// Spawn as task `id`, on `shard` if given.
+    pub(crate) fn spawn_to<F>(&self, id: u64, shard: Option<usize>, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
         let task = self.tasks.track_as(id, future);
-        match &*lock(&self.spawner) {
-            Some(spawner) => spawner.spawn(task),
-            None => self.runtime.spawn(Box::pin(task)),
+        match (&*lock(&self.spawner), shard) {
+            (Some(spawner), _) => spawner.spawn(task),
+            (None, Some(shard)) => self.runtime.spawn_on(shard, Box::pin(task)),
+            (None, None) => self.runtime.spawn(Box::pin(task)),
         }
     }
 

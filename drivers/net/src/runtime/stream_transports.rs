@@ -9,9 +9,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tendril_core::{Addr, Proto};
-use tracing::Instrument;
 
-use super::adapter::{Listener, StreamIo};
+use super::adapter::{Listener, Runtime, StreamIo};
+use super::shards::{bind_shards, spawn_registered};
 use super::{spawn_stream, Shared, TendrilHandle, Transport};
 use crate::{lock, SharedAcceptor, WrapperChain};
 
@@ -129,25 +129,25 @@ async fn accept_loop(
     tracing::info!("listener closed");
 }
 
-/// Register `listener` and spawn its accept loop.
+/// Register `listener` and spawn its accept loop, on `shard` if given (registered from that
+/// shard's thread, so its connections stay there).
 fn serve(
     shared: &Arc<Shared>,
     listener: Socket,
     local: Addr,
     acceptor: SharedAcceptor,
+    shard: Option<usize>,
     after: impl FnOnce() + Send + 'static,
 ) -> io::Result<()> {
-    let listener = shared.runtime().listener(listener)?;
     let span = tracing::info_span!("listener", proto = %shared.proto(), %local);
-    let task = accept_loop(shared.clone(), listener, local, acceptor);
-    shared.spawn(
-        async move {
-            task.await;
-            after();
-        }
-        .instrument(span),
-    );
-    Ok(())
+    let task = shared.clone();
+    let run = move |listener| async move {
+        accept_loop(task, listener, local, acceptor).await;
+        after();
+    };
+    let register = |runtime: &dyn Runtime, socket| runtime.listener(socket);
+    let id = super::tasks::new_task_id();
+    spawn_registered(shared, id, shard, listener, register, span, run)
 }
 
 fn refused(reason: tendril_core::Reject) -> io::Error {
@@ -171,10 +171,13 @@ impl Transport for Tcp {
     ) -> BoxFuture<'static, io::Result<Addr>> {
         Box::pin(async move {
             let addr = resolve_one(&shared, &endpoint).await?;
-            let listener = Socket::from(crate::tcp_listener(addr, &wrapper)?);
-            let local = listener.local_addr()?.as_socket().unwrap_or(addr);
-            tracing::info!(%local, "listening (tcp)");
-            serve(&shared, listener, local.into(), acceptor, || {})?;
+            let shards = shared.shards();
+            let (local, listeners) = bind_shards(addr, shards, &wrapper, crate::tcp_listener)?;
+            tracing::info!(%local, shards, "listening (tcp)");
+            for (shard, listener) in listeners {
+                let (listener, acceptor) = (Socket::from(listener), acceptor.clone());
+                serve(&shared, listener, local.into(), acceptor, shard, || {})?;
+            }
             Ok(local.into())
         })
     }
@@ -263,9 +266,10 @@ impl Transport for Unix {
             listener.set_nonblocking(true)?;
             let local = Addr::Path(endpoint.clone().into());
             tracing::info!(path = %endpoint, "listening (unix)");
-            serve(&shared, listener, local.clone(), acceptor, move || {
+            let remove = move || {
                 let _ = std::fs::remove_file(&endpoint);
-            })?;
+            };
+            serve(&shared, listener, local.clone(), acceptor, None, remove)?;
             Ok(local)
         })
     }

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tendril_core::tracker::{ConnId, Tracker, TrackerEvent};
 use tendril_core::{Addr, Proto, Reject, Tendril};
-use tracing::Instrument;
 
-use super::adapter::{Interest, Readiness};
+use super::adapter::{Interest, Readiness, Runtime};
 use super::handle::{Command, Route};
+use super::shards::{bind_shards, spawn_registered};
 use super::stream_transports::resolve_one;
 use super::{Shared, TendrilHandle, Transport};
 use crate::{lock, BoxApp, Outbox, SharedAcceptor, UdpIo, WrapperChain};
@@ -46,24 +46,26 @@ fn sockets(shared: &Shared) -> std::sync::MutexGuard<'_, Sockets> {
     lock(&shared.udp)
 }
 
-/// Bind `addr` and spawn its socket task; returns the bound address.
-fn bind(
+/// Spawn the task of the bound `socket`, on `shard` if given: its address and its way in for
+/// `connect`. A socket for no shard in particular is also offered to `connect`; a shard's is
+/// not, as the kernel could hash a peer's replies to another shard's socket.
+fn spawn_socket(
     shared: &Arc<Shared>,
-    addr: SocketAddr,
-    wrapper: &WrapperChain,
+    socket: std::net::UdpSocket,
     acceptor: Option<SharedAcceptor>,
+    shard: Option<usize>,
 ) -> io::Result<(SocketAddr, mpsc::UnboundedSender<Connect>)> {
-    let socket = crate::udp_socket(addr, wrapper)?;
     // Before the runtime has it: setting up `UdpIo` may change the socket's blocking mode,
     // which is the runtime's to choose.
     let io = UdpIo::new(&socket)?;
-    let socket = shared.runtime().udp(socket)?;
     let local = io.local_addr();
     let (connect_tx, connect_rx) = mpsc::unbounded();
     let task = super::tasks::new_task_id();
-    sockets(shared)
-        .by_family
-        .push((local.is_ipv4(), task, connect_tx.clone()));
+    if shard.is_none() {
+        sockets(shared)
+            .by_family
+            .push((local.is_ipv4(), task, connect_tx.clone()));
+    }
     let (peer_tx, peer_rx) = mpsc::unbounded();
     let framers = shared.clone();
     let tracker: Tracker<Bytes, Bytes, BoxApp> = Tracker::new(
@@ -78,17 +80,22 @@ fn bind(
         },
     );
     let span = tracing::info_span!("udp", proto = %shared.proto(), %local);
-    let task = SocketTask {
-        shared: shared.clone(),
-        socket,
-        io,
-        tracker,
-        peer_tx,
-        handles: HashMap::new(),
-        outbox: Outbox::new(),
-        task,
+    let shared_task = shared.clone();
+    let run = move |socket| {
+        let task = SocketTask {
+            shared: shared_task,
+            socket,
+            io,
+            tracker,
+            peer_tx,
+            handles: HashMap::new(),
+            outbox: Outbox::new(),
+            task,
+        };
+        task.run(peer_rx, connect_rx)
     };
-    shared.spawn_as(task.task, task.run(peer_rx, connect_rx).instrument(span));
+    let register = |runtime: &dyn Runtime, socket| runtime.udp(socket);
+    spawn_registered(shared, task, shard, socket, register, span, run)?;
     Ok((local, connect_tx))
 }
 
@@ -332,8 +339,12 @@ impl Transport for Udp {
     ) -> BoxFuture<'static, io::Result<Addr>> {
         Box::pin(async move {
             let addr = resolve_one(&shared, &endpoint).await?;
-            let (local, _) = bind(&shared, addr, &wrapper, Some(acceptor))?;
-            tracing::info!(%local, "listening (udp)");
+            let shards = shared.shards();
+            let (local, sockets) = bind_shards(addr, shards, &wrapper, crate::udp_socket)?;
+            for (shard, socket) in sockets {
+                spawn_socket(&shared, socket, Some(acceptor.clone()), shard)?;
+            }
+            tracing::info!(%local, shards, "listening (udp)");
             Ok(local.into())
         })
     }
@@ -359,7 +370,7 @@ impl Transport for Udp {
             let tx = match existing {
                 Some(tx) => tx,
                 None => {
-                    let bind_addr = if local.is_empty() {
+                    let mut bind_addr = if local.is_empty() {
                         let any: std::net::IpAddr = if remote.is_ipv4() {
                             std::net::Ipv4Addr::UNSPECIFIED.into()
                         } else {
@@ -369,7 +380,14 @@ impl Transport for Udp {
                     } else {
                         resolve_one(&shared, &local).await?
                     };
-                    bind(&shared, bind_addr, &wrapper, None)?.1
+                    if shared.shards() > 1 {
+                        // On shards the endpoint's port is the listening sockets' group, and
+                        // the kernel may hash the peer's replies to any of them: a port of its
+                        // own keeps them on this socket.
+                        bind_addr.set_port(0);
+                    }
+                    let socket = crate::udp_socket(bind_addr, &wrapper)?;
+                    spawn_socket(&shared, socket, None, None)?.1
                 }
             };
             let (reply, rx) = oneshot::channel();
