@@ -40,10 +40,16 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! Thread-per-core: [`get_sharded_manager`] runs a manager on [`Sharded`], a current-thread
+//! Tokio runtime per shard. TCP and UDP listen with one `SO_REUSEPORT` socket per shard; each
+//! connection, and each UDP peer, is served on one shard from start to end.
 
 mod runtime;
+mod sharded;
 
 pub use runtime::Tokio;
+pub use sharded::Sharded;
 pub use tendril_net::runtime::{
     current_handle, protocols, register, spawn_stream, FramedTendril, Incoming, Manager,
     SendFailed, Shared, Spawner, TendrilHandle, Transport,
@@ -62,4 +68,36 @@ pub use tendril_net::{acceptor, options, Acceptor, BoxApp, SharedAcceptor, Wrapp
 /// ```
 pub fn get_manager(proto: &str, endpoint: &str) -> std::io::Result<Manager> {
     Manager::new(std::sync::Arc::new(Tokio), proto, endpoint)
+}
+
+/// A manager for `proto` at `endpoint`, as [`get_manager`] makes, on a [`Sharded`] runtime of
+/// its own with `shards` threads: TCP and UDP listen on every shard. It needs no Tokio runtime
+/// around it.
+///
+/// ```
+/// use tendril_core::{AppError, Application, Tendril};
+///
+/// struct Echo;
+/// impl Application for Echo {
+///     fn recv_frame(&mut self, t: &mut Tendril, frame: bytes::Bytes) -> Result<(), AppError> {
+///         t.send_frame(frame)?;
+///         Ok(())
+///     }
+/// }
+///
+/// let manager = tendril_tokio::get_sharded_manager("udp", "127.0.0.1:0", 2)?;
+/// futures::executor::block_on(manager.start(|_: &mut Tendril| Ok(Echo), Default::default()))?;
+/// let server = manager.local_addr().and_then(|a| a.ip()).expect("bound");
+/// let client = std::net::UdpSocket::bind("127.0.0.1:0")?;
+/// client.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+/// client.send_to(b"hello", server)?;
+/// let mut buf = [0; 16];
+/// let n = client.recv(&mut buf)?;
+/// assert_eq!(&buf[..n], b"hello");
+/// assert_eq!(manager.shards(), 2);
+/// futures::executor::block_on(manager.stop());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn get_sharded_manager(proto: &str, endpoint: &str, shards: usize) -> std::io::Result<Manager> {
+    Manager::new(std::sync::Arc::new(Sharded::new(shards)?), proto, endpoint)
 }

@@ -23,37 +23,60 @@ impl Runtime for Tokio {
     }
 
     fn timer(&self) -> Box<dyn Timer> {
-        // Not polled before its first `reset`: where it starts does not matter.
-        let idle = Instant::now() + Duration::from_secs(3600);
-        Box::new(Sleep(Box::pin(tokio::time::sleep_until(idle.into()))))
+        timer()
     }
 
     fn listener(&self, socket: Socket) -> io::Result<Box<dyn Listener>> {
-        socket.set_nonblocking(true)?; // Tokio's `from_std` trusts it is
-        Ok(if socket.domain()? == Domain::UNIX {
-            Box::new(Accept(tokio::net::UnixListener::from_std(socket.into())?))
-        } else {
-            Box::new(Accept(tokio::net::TcpListener::from_std(socket.into())?))
-        })
+        listener(socket)
     }
 
     fn udp(&self, socket: std::net::UdpSocket) -> io::Result<Box<dyn Readiness>> {
-        socket.set_nonblocking(true)?;
-        Ok(Box::new(Udp(tokio::net::UdpSocket::from_std(socket)?)))
+        udp(socket)
     }
 
     fn stream(&self, socket: Socket) -> io::Result<Box<dyn StreamIo>> {
-        socket.set_nonblocking(true)?;
-        Ok(if socket.domain()? == Domain::UNIX {
-            Box::new(Stream(tokio::net::UnixStream::from_std(socket.into())?))
-        } else {
-            Box::new(Stream(tokio::net::TcpStream::from_std(socket.into())?))
-        })
+        stream(socket)
     }
 
     fn resolve(&self, endpoint: String) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
-        Box::pin(async move { Ok(tokio::net::lookup_host(endpoint).await?.collect()) })
+        Box::pin(resolve(endpoint))
     }
+}
+
+// What a Tokio runtime does for the kit, on the runtime of the calling context: the `Tokio`
+// adapter calls these in the caller's context, `Sharded` inside a shard's.
+
+pub(crate) fn timer() -> Box<dyn Timer> {
+    // Not polled before its first `reset`: where it starts does not matter.
+    let idle = Instant::now() + Duration::from_secs(3600);
+    Box::new(Sleep(Box::pin(tokio::time::sleep_until(idle.into()))))
+}
+
+pub(crate) fn listener(socket: Socket) -> io::Result<Box<dyn Listener>> {
+    socket.set_nonblocking(true)?; // Tokio's `from_std` trusts it is
+    Ok(if socket.domain()? == Domain::UNIX {
+        Box::new(Accept(tokio::net::UnixListener::from_std(socket.into())?))
+    } else {
+        Box::new(Accept(tokio::net::TcpListener::from_std(socket.into())?))
+    })
+}
+
+pub(crate) fn udp(socket: std::net::UdpSocket) -> io::Result<Box<dyn Readiness>> {
+    socket.set_nonblocking(true)?;
+    Ok(Box::new(Udp(tokio::net::UdpSocket::from_std(socket)?)))
+}
+
+pub(crate) fn stream(socket: Socket) -> io::Result<Box<dyn StreamIo>> {
+    socket.set_nonblocking(true)?;
+    Ok(if socket.domain()? == Domain::UNIX {
+        Box::new(Stream(tokio::net::UnixStream::from_std(socket.into())?))
+    } else {
+        Box::new(Stream(tokio::net::TcpStream::from_std(socket.into())?))
+    })
+}
+
+pub(crate) async fn resolve(endpoint: String) -> io::Result<Vec<SocketAddr>> {
+    Ok(tokio::net::lookup_host(endpoint).await?.collect())
 }
 
 struct Sleep(Pin<Box<tokio::time::Sleep>>);
