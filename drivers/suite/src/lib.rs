@@ -26,6 +26,9 @@ pub struct Settings {
     pub config: Option<Config>,
     /// For the manager's `set_udp_config`.
     pub udp: Option<TrackerConfig>,
+    /// A sharded manager with this many shards, for a driver that can shard; others ignore
+    /// it ([`Server::shards`] says what the manager has).
+    pub shards: Option<usize>,
 }
 
 impl Settings {
@@ -90,6 +93,10 @@ pub trait Server {
     fn connect(&self, target: &str, acceptor: SharedAcceptor) -> io::Result<TendrilHandle>;
     /// `true` when `find(local, remote)` knows a live tendril there.
     fn finds(&self, local: &Addr, remote: &Addr) -> bool;
+    /// How many shards the running manager really has.
+    fn shards(&self) -> usize {
+        1
+    }
 }
 
 /// An application that ignores its frames.
@@ -1047,6 +1054,160 @@ pub fn tls_peers_hanging_up_mid_handshake_are_closed(driver: &dyn Driver) {
     server.stop();
 }
 
+/// Answers each frame with who answered: the number of its application (one per tendril, in
+/// the order they were accepted) and the thread it ran on.
+struct WhoAmI(usize);
+
+impl Application for WhoAmI {
+    fn recv_frame(&mut self, t: &mut Tendril, _: Bytes) -> Result<(), AppError> {
+        let thread = std::thread::current().id();
+        t.send_frame(Bytes::from(format!("{} {thread:?}", self.0)))?;
+        Ok(())
+    }
+}
+
+/// A [`WhoAmI`] acceptor with the framers `setup` picks.
+fn who_am_i(setup: fn(&mut Tendril)) -> SharedAcceptor {
+    let accepted = std::sync::atomic::AtomicUsize::new(0);
+    acceptor(move |t: &mut Tendril| {
+        setup(t);
+        let number = accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok::<_, Reject>(WhoAmI(number))
+    })
+}
+
+/// A `proto` manager on 127.0.0.1 with `acceptor`, asked for two shards.
+fn start_on_two_shards(
+    driver: &dyn Driver,
+    proto: &str,
+    acceptor: SharedAcceptor,
+) -> Box<dyn Server> {
+    let settings = Settings {
+        shards: Some(2),
+        ..Settings::default()
+    };
+    driver
+        .start_with(
+            proto,
+            "127.0.0.1:0",
+            acceptor,
+            WrapperChain::new(),
+            settings,
+        )
+        .unwrap()
+}
+
+/// Each peer's answers (`"<application> <thread>"`) came from one application and, on a sharded
+/// manager, from one thread (a shard's); and with two shards or more, the peers were spread
+/// over at least two threads. Without shards a runtime may poll a task on any of its threads,
+/// so only the application is compared.
+fn assert_one_answerer_each_and_spread(server: &dyn Server, answers: &[Vec<String>]) {
+    let sharded = server.shards() >= 2;
+    let answerer = |answer: &String| match sharded {
+        true => answer.clone(),
+        false => answer.split(' ').next().unwrap_or_default().to_owned(),
+    };
+    for (peer, seen) in answers.iter().enumerate() {
+        let first = answerer(&seen[0]);
+        assert!(
+            seen.iter().all(|a| answerer(a) == first),
+            "peer {peer} was answered by more than one: {seen:?}"
+        );
+    }
+    if sharded {
+        let threads: std::collections::HashSet<&str> = answers
+            .iter()
+            .filter_map(|seen| seen[0].split_once(' ').map(|(_, thread)| thread))
+            .collect();
+        // 32 peers all on one of two shards: a chance of 2^-31.
+        assert!(threads.len() >= 2, "every peer on one thread: {threads:?}");
+    }
+}
+
+/// Four rounds of asking each of `peers` once (`ask(peer)` gives its answer): the answers,
+/// by peer.
+fn ask_each_four_times(peers: usize, mut ask: impl FnMut(usize) -> String) -> Vec<Vec<String>> {
+    let mut answers = vec![Vec::new(); peers];
+    for _ in 0..4 {
+        for (peer, seen) in answers.iter_mut().enumerate() {
+            seen.push(ask(peer));
+        }
+    }
+    answers
+}
+
+/// 32 UDP peers of a manager started with two shards, 4 datagrams each: each peer is answered
+/// by one tendril on one shard throughout (the kernel's `SO_REUSEPORT` hash keeps its 4-tuple
+/// on one socket), and a sharded manager spreads the peers over its shards.
+pub fn a_udp_peer_stays_on_one_shard(driver: &dyn Driver) {
+    const PEERS: usize = 32;
+    let server = start_on_two_shards(driver, "udp", who_am_i(|_| {}));
+    let peers: Vec<UdpSocket> = (0..PEERS)
+        .map(|_| {
+            let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+            peer.set_read_timeout(Some(WAIT)).unwrap();
+            peer.connect(ip(&*server)).unwrap();
+            peer
+        })
+        .collect();
+    let mut buf = [0; 128];
+    let answers = ask_each_four_times(PEERS, |peer| {
+        peers[peer].send(b"who").unwrap();
+        let n = peers[peer].recv(&mut buf).expect("a reply datagram");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    });
+    assert_one_answerer_each_and_spread(&*server, &answers);
+    assert_eq!(server.tendril_count(), PEERS, "each peer tracked once");
+    server.stop();
+}
+
+/// 32 TCP connections to a manager started with two shards, 4 lines each: each connection's
+/// lines are all answered from one shard, and a sharded manager spreads the connections over
+/// its shards.
+pub fn tcp_connections_spread_over_shards_and_stay_on_one(driver: &dyn Driver) {
+    const CONNECTIONS: usize = 32;
+    let server = start_on_two_shards(driver, "tcp", who_am_i(lines));
+    let mut clients: Vec<BufReader<TcpStream>> = (0..CONNECTIONS)
+        .map(|_| BufReader::new(connect(ip(&*server))))
+        .collect();
+    let answers = ask_each_four_times(CONNECTIONS, |c| {
+        clients[c].get_mut().write_all(b"who\r\n").unwrap();
+        let mut line = String::new();
+        clients[c]
+            .read_line(&mut line)
+            .expect("an answer within 10 s");
+        line.trim_end().to_owned()
+    });
+    assert_one_answerer_each_and_spread(&*server, &answers);
+    assert_eq!(server.tendril_count(), CONNECTIONS);
+    drop(clients);
+    server.stop();
+}
+
+/// A UDP manager that listens also connects out and gets its peer's replies, as the tendril it
+/// connected (not as a new peer of its listening socket), also when it is sharded.
+pub fn a_listening_udp_manager_connects_out_and_gets_its_replies(driver: &dyn Driver) {
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(WAIT)).unwrap();
+    let (echoing, _) = echo(|_| {}, false);
+    let server = start_on_two_shards(driver, "udp", echoing);
+    let (acceptor, replies) = client(|_| {});
+    let handle = server
+        .connect(&peer.local_addr().unwrap().to_string(), acceptor)
+        .unwrap();
+    let mut buf = [0; 16];
+    for round in ["one", "two", "three"] {
+        handle.send_frame_blocking(Bytes::from(round)).unwrap();
+        let (n, from) = peer.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], round.as_bytes());
+        peer.send_to(b"pong", from).unwrap();
+        assert_eq!(replies.recv_timeout(WAIT).unwrap(), "pong", "round {round}");
+    }
+    assert_eq!(server.tendril_count(), 1, "the replies made no new peer");
+    server.stop();
+    assert!(handle.is_closed());
+}
+
 /// Generates one `#[test]` per scenario for a driver: `driver_suite!(MyDriver)` where
 /// `MyDriver: Driver + Default`.
 #[macro_export]
@@ -1142,6 +1303,18 @@ macro_rules! driver_suite {
         #[test]
         fn suite_tls_and_starttls() {
             $crate::tls_and_starttls(&suite_driver());
+        }
+        #[test]
+        fn suite_a_udp_peer_stays_on_one_shard() {
+            $crate::a_udp_peer_stays_on_one_shard(&suite_driver());
+        }
+        #[test]
+        fn suite_tcp_connections_spread_over_shards_and_stay_on_one() {
+            $crate::tcp_connections_spread_over_shards_and_stay_on_one(&suite_driver());
+        }
+        #[test]
+        fn suite_a_listening_udp_manager_connects_out_and_gets_its_replies() {
+            $crate::a_listening_udp_manager_connects_out_and_gets_its_replies(&suite_driver());
         }
         #[test]
         fn suite_tls_peers_hanging_up_mid_handshake_are_closed() {

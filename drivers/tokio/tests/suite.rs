@@ -6,18 +6,40 @@ use tendril_core::Addr;
 use tendril_core::Tendril;
 use tendril_driver_suite::{Settings, Silent};
 use tendril_net::{lock, SharedAcceptor, WrapperChain};
-use tendril_tokio::{get_manager, Manager, TendrilHandle};
+use tendril_tokio::{get_manager, get_sharded_manager, Manager, TendrilHandle};
 
-/// Each manager gets its own multi-threaded runtime, kept until it stops.
+/// Each manager gets its own multi-threaded runtime, kept until it stops: the manager's tasks
+/// run on it, or on a sharded manager's own shard threads (the runtime then only waits).
+/// `Driver<0>` shards when a scenario asks ([`Settings::shards`]); `Driver<N>` runs N shards
+/// unless a scenario asks for another number.
 #[derive(Default)]
-struct Tokio;
+struct Driver<const SHARDS: usize>;
+
+/// Tokio as the caller's runtime, sharded when a scenario asks.
+type Tokio = Driver<0>;
+
+impl<const SHARDS: usize> Driver<SHARDS> {
+    fn manager(proto: &str, endpoint: &str, shards: Option<usize>) -> io::Result<Manager> {
+        match shards.or((SHARDS > 0).then_some(SHARDS)) {
+            Some(shards) => get_sharded_manager(proto, endpoint, shards),
+            None => get_manager(proto, endpoint),
+        }
+    }
+}
+
+fn multi_thread() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
 
 struct Running {
     runtime: tokio::runtime::Runtime,
     manager: Manager,
 }
 
-impl tendril_driver_suite::Driver for Tokio {
+impl<const SHARDS: usize> tendril_driver_suite::Driver for Driver<SHARDS> {
     fn start_with(
         &self,
         proto: &str,
@@ -26,11 +48,8 @@ impl tendril_driver_suite::Driver for Tokio {
         wrapper: WrapperChain,
         settings: Settings,
     ) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        let manager = get_manager(proto, endpoint)?;
+        let runtime = multi_thread()?;
+        let manager = Self::manager(proto, endpoint, settings.shards)?;
         settings.apply(|c| manager.set_config(c), |u| manager.set_udp_config(u));
         runtime.block_on(manager.start(move |t| (lock(&acceptor))(t), wrapper))?;
         Ok(Box::new(Running { runtime, manager }))
@@ -40,7 +59,7 @@ impl tendril_driver_suite::Driver for Tokio {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let manager = get_manager("tcp", "")?;
+        let manager = Self::manager("tcp", "", None)?;
         manager.set_connect_timeout(timeout);
         runtime.block_on(async {
             let silent = |_: &mut Tendril| Ok(Silent);
@@ -51,11 +70,8 @@ impl tendril_driver_suite::Driver for Tokio {
         })
     }
     fn connector(&self, proto: &str) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        let manager = get_manager(proto, "")?;
+        let runtime = multi_thread()?;
+        let manager = Self::manager(proto, "", None)?;
         Ok(Box::new(Running { runtime, manager }))
     }
 }
@@ -92,6 +108,18 @@ impl tendril_driver_suite::Server for Running {
     fn finds(&self, local: &Addr, remote: &Addr) -> bool {
         self.manager.find(local, remote).is_some()
     }
+
+    fn shards(&self) -> usize {
+        self.manager.shards()
+    }
 }
 
 tendril_driver_suite::driver_suite!(Tokio);
+
+/// The whole suite again on two shards: every behaviour it specifies holds on shards too.
+mod sharded {
+    /// Two `tendril_tokio::Sharded` shards for every manager.
+    type Sharded = super::Driver<2>;
+
+    tendril_driver_suite::driver_suite!(Sharded);
+}
