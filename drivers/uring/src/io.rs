@@ -4,8 +4,9 @@
 //! A socket is a [`Source`], shared by its I/O object and the operations in flight on it. The
 //! I/O object asks (a [`Request`]); the shard's loop submits; the completion lands in the
 //! source's state and wakes the task. Receives are multishot into the shard's buffer pool,
-//! accepts are multishot, a write is one `send` of the bytes the kit handed over, and
-//! readiness (a connect finishing, the UDP socket the kit reads itself) is a one-shot poll.
+//! accepts are multishot, a write goes straight out when the socket has room (and through a
+//! `send` the ring owns when it would block), and readiness (a connect finishing, the UDP
+//! socket the kit reads itself) is a one-shot poll.
 
 use bytes::BytesMut;
 use socket2::{SockRef, Socket};
@@ -27,8 +28,6 @@ const MAX_CHUNKS: usize = 4;
 const MAX_ACCEPTED: usize = 64;
 /// The most bytes one send takes from the kit's queue.
 const MAX_SEND: usize = 256 * 1024;
-/// A send buffer up to this size is kept for the connection's next send.
-const KEEP_SEND: usize = 16 * 1024;
 
 /// A multishot or one-shot operation's state on a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -71,6 +70,8 @@ pub(crate) enum Op {
 /// A socket registered with a shard.
 pub(crate) struct Source {
     socket: Socket,
+    /// A listening socket: it stops listening the moment its I/O object is dropped.
+    listening: bool,
     shard: Arc<Shard>,
     state: Mutex<State>,
 }
@@ -90,10 +91,12 @@ struct State {
     eof: bool,
     error: Option<io::Error>,
     reader: Option<Waker>,
-    // Sending.
+    // Sending: `out[out_from..]` are bytes taken from the kit's queue and not sent yet (a
+    // short send leaves some; the kit hands them over again, and they are not copied twice).
     sending: Arm,
     sent: Option<io::Result<usize>>,
-    spare: Vec<u8>,
+    out: Vec<u8>,
+    out_from: usize,
     writer: Option<Waker>,
 }
 
@@ -103,9 +106,10 @@ fn os_error(result: i32) -> io::Error {
 
 impl Source {
     /// Register `socket` with `shard`.
-    pub(crate) fn register(socket: Socket, shard: Arc<Shard>) -> Registered {
+    pub(crate) fn register(socket: Socket, shard: Arc<Shard>, listening: bool) -> Registered {
         Registered(Arc::new(Source {
             socket,
+            listening,
             shard,
             state: Mutex::default(),
         }))
@@ -159,7 +163,8 @@ impl Request {
                 if state.closed {
                     return;
                 }
-                match ring.send(source.fd(), buf, Op::Send(source.clone())) {
+                let from = state.out_from;
+                match ring.send(source.fd(), buf, from, Op::Send(source.clone())) {
                     Ok(id) => state.sending = Arm::On(id),
                     Err(e) => {
                         state.sending = Arm::Off;
@@ -303,17 +308,21 @@ impl Source {
     fn sent(&self, done: Completion<Op>) {
         let mut state = lock(&self.state);
         state.sending = Arm::Off;
-        state.sent = Some(if done.result >= 0 {
-            Ok(done.result as usize)
+        let mut out = done.buf.unwrap_or_default();
+        if done.result >= 0 {
+            state.out_from += done.result as usize;
+            state.sent = Some(Ok(done.result as usize));
         } else {
-            Err(os_error(done.result))
-        });
-        if let Some(mut buf) = done.buf {
-            if buf.capacity() <= KEEP_SEND {
-                buf.clear();
-                state.spare = buf;
-            }
+            // The connection is failing: nothing more of this will be sent.
+            state.out_from = out.len();
+            state.sent = Some(Err(os_error(done.result)));
         }
+        if state.out_from >= out.len() {
+            // All sent: the buffer goes back to the shard, for whichever connection sends next.
+            state.out_from = 0;
+            self.shard.give_send_buffer(std::mem::take(&mut out));
+        }
+        state.out = out;
         wake(&mut state.writer);
     }
 
@@ -336,12 +345,21 @@ pub(crate) struct Registered(Arc<Source>);
 impl Drop for Registered {
     fn drop(&mut self) {
         let source = &self.0;
+        if source.listening {
+            // The descriptor closes only once the cancelled accept completes; until then the
+            // kernel would go on completing handshakes for it. Shut down, a listening socket
+            // stops listening at once: connects are refused from here on.
+            let _ = source.socket.shutdown(std::net::Shutdown::Both);
+        }
         let mut state = lock(&source.state);
         state.closed = true;
         let pool = &source.shard.pool;
         let had_chunks = !state.chunks.is_empty();
         state.chunks.drain(..).for_each(|chunk| pool.recycle(chunk));
         state.accepted.clear();
+        source
+            .shard
+            .give_send_buffer(std::mem::take(&mut state.out));
         let in_flight = [state.arm, state.sending, state.polling[0], state.polling[1]]
             .iter()
             .any(|arm| matches!(arm, Arm::On(_)));
@@ -444,16 +462,37 @@ impl StreamIo for Registered {
             state.writer = Some(cx.waker().clone());
             return Poll::Pending;
         }
-        let mut out = std::mem::take(&mut state.spare);
+        if state.out.len() == state.out_from {
+            // Nothing held back: straight from the kit's queue, no copy, if the socket has
+            // room. Only when it would block do the bytes go to the ring.
+            let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+            match source.socket.send_vectored_with_flags(bufs, flags) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                result => return Poll::Ready(result),
+            }
+        }
+        let mut out = std::mem::take(&mut state.out);
+        if out.capacity() == 0 {
+            out = source.shard.send_buffer();
+        }
+        // The kit's queue starts with what a short send left: copy only what follows it.
+        let mut skip = out.len() - state.out_from;
         for slice in bufs {
-            let room = MAX_SEND - out.len();
+            let slice: &[u8] = slice;
+            if skip >= slice.len() {
+                skip -= slice.len();
+                continue;
+            }
+            let slice = &slice[std::mem::take(&mut skip)..];
+            let room = MAX_SEND.saturating_sub(out.len() - state.out_from);
             if room == 0 {
                 break;
             }
             out.extend_from_slice(&slice[..slice.len().min(room)]);
         }
-        if out.is_empty() {
-            state.spare = out;
+        if out.len() == state.out_from {
+            source.shard.give_send_buffer(out);
             return Poll::Ready(Ok(0));
         }
         state.sending = Arm::Queued;
@@ -497,6 +536,7 @@ impl Listener for Registered {
             Some(Ok(fd)) => Poll::Ready(Ok(Box::new(Source::register(
                 Socket::from(fd),
                 source.shard.clone(),
+                false,
             )))),
         }
     }

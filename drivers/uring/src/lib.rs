@@ -12,8 +12,8 @@
 //! | what | how |
 //! | --- | --- |
 //! | accepting | one multishot accept per listening socket, paused while 64 connections wait |
-//! | receiving | one multishot receive per connection into a provided-buffer ring (256 × 16 KiB per shard): an idle connection holds no buffer, a connection that stops reading holds at most four |
-//! | sending | one `send` per write, of the bytes the kit hands over (up to 256 KiB), copied once into a buffer the ring owns until the completion |
+//! | receiving | one multishot receive per connection into a provided-buffer ring (1,024 × 16 KiB per shard): an idle connection holds no buffer, a connection that stops reading holds at most four |
+//! | sending | straight from the kit's queue, vectored, in one non-blocking `sendmsg`, when the socket has room; when it would block, the bytes (up to 256 KiB) are copied once into a buffer the ring owns and the ring sends them as room appears |
 //! | UDP | the kit's batched `recvmmsg` and GSO `sendmsg`, woken by one-shot polls |
 //! | timers | a heap per shard; the loop waits in `io_uring_enter` until the next deadline |
 //! | waking from other threads | a bell (a socket pair) the loop polls, rung only while the loop sleeps |
@@ -184,14 +184,22 @@ mod runtime {
             &self.shards[index]
         }
 
-        fn register(&self, socket: Socket) -> crate::io::Registered {
-            crate::io::Source::register(socket, self.here().clone())
+        fn register(&self, socket: Socket, listening: bool) -> crate::io::Registered {
+            crate::io::Source::register(socket, self.here().clone(), listening)
         }
     }
 
     impl Runtime for Uring {
         fn spawn(&self, task: BoxFuture<'static, ()>) {
             self.here().spawn(task);
+        }
+
+        fn shards(&self) -> usize {
+            self.shards.len()
+        }
+
+        fn spawn_on(&self, shard: usize, task: BoxFuture<'static, ()>) {
+            self.shards[shard % self.shards.len()].spawn(task);
         }
 
         fn timer(&self) -> Box<dyn Timer> {
@@ -201,18 +209,18 @@ mod runtime {
         fn listener(&self, socket: Socket) -> io::Result<Box<dyn Listener>> {
             // The ring waits for the socket; a blocking socket keeps it from returning EAGAIN.
             socket.set_nonblocking(false)?;
-            Ok(Box::new(self.register(socket)))
+            Ok(Box::new(self.register(socket, true)))
         }
 
         fn udp(&self, socket: std::net::UdpSocket) -> io::Result<Box<dyn Readiness>> {
             // The kit does its own non-blocking system calls on it.
             socket.set_nonblocking(true)?;
-            Ok(Box::new(self.register(socket.into())))
+            Ok(Box::new(self.register(socket.into(), false)))
         }
 
         fn stream(&self, socket: Socket) -> io::Result<Box<dyn StreamIo>> {
             socket.set_nonblocking(false)?;
-            Ok(Box::new(self.register(socket)))
+            Ok(Box::new(self.register(socket, false)))
         }
     }
 }

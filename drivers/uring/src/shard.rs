@@ -23,9 +23,11 @@ use crate::sys::{Completion, Pool, Ring};
 
 /// Submission queue entries per ring (completions: four times as many).
 const RING_ENTRIES: u32 = 4096;
-/// Receive buffers per shard, and their size: 4 MiB that idle connections do not hold.
-const BUFFERS: u16 = 256;
+/// Receive buffers per shard, and their size: 16 MiB that idle connections do not hold.
+const BUFFERS: u16 = 1024;
 const BUFFER_SIZE: u32 = 16 * 1024;
+/// Send buffers a shard keeps for reuse (each grows to what one send takes, at most 256 KiB).
+const SPARE_SEND_BUFFERS: usize = 64;
 
 thread_local! {
     /// The runtime and shard whose loop this thread runs (runtime 0: none).
@@ -48,8 +50,11 @@ pub(crate) struct Shard {
     /// Set while the loop may be waiting in the kernel: another thread must ring the bell.
     sleeping: AtomicBool,
     bell: UnixStream,
+    /// Send buffers not in use: a connection holds one only while it has bytes to send, and
+    /// no send allocates once the shard is warm.
+    send_buffers: Mutex<Vec<Vec<u8>>>,
     /// Sources whose receive stopped for want of buffers.
-    starved: Mutex<Vec<Arc<Source>>>,
+    starved: Mutex<VecDeque<Arc<Source>>>,
     any_starved: AtomicBool,
 }
 
@@ -76,6 +81,7 @@ impl Shard {
                         timers: Mutex::default(),
                         sleeping: AtomicBool::new(false),
                         bell,
+                        send_buffers: Mutex::default(),
                         starved: Mutex::default(),
                         any_starved: AtomicBool::new(false),
                     });
@@ -131,19 +137,41 @@ impl Shard {
         })
     }
 
+    /// An empty send buffer.
+    pub(crate) fn send_buffer(&self) -> Vec<u8> {
+        lock(&self.send_buffers).pop().unwrap_or_default()
+    }
+
+    /// A send buffer no longer in use.
+    pub(crate) fn give_send_buffer(&self, mut buf: Vec<u8>) {
+        let mut spare = lock(&self.send_buffers);
+        if spare.len() < SPARE_SEND_BUFFERS && buf.capacity() > 0 {
+            buf.clear();
+            spare.push(buf);
+        }
+    }
+
     /// `source` ran out of receive buffers: re-arm it when some come back.
     pub(crate) fn starve(&self, source: Arc<Source>) {
-        lock(&self.starved).push(source);
+        lock(&self.starved).push_back(source);
         self.any_starved.store(true, Ordering::Release);
     }
 
-    /// Buffers came back: re-arm the starved sources once a quarter of the pool is free.
+    /// Buffers came back: re-arm as many starved sources as there are free buffers, the
+    /// longest starved first (one that starves again joins the end of the line).
     pub(crate) fn buffers_returned(&self) {
-        if self.any_starved.load(Ordering::Acquire) && self.pool.free() >= BUFFERS as usize / 4 {
-            self.any_starved.store(false, Ordering::Release);
-            let starved = std::mem::take(&mut *lock(&self.starved));
-            starved.into_iter().for_each(|source| source.fed());
+        if !self.any_starved.load(Ordering::Acquire) {
+            return;
         }
+        let fed: Vec<Arc<Source>> = {
+            let mut starved = lock(&self.starved);
+            let n = self.pool.free().min(starved.len());
+            let fed = starved.drain(..n).collect();
+            self.any_starved
+                .store(!starved.is_empty(), Ordering::Release);
+            fed
+        };
+        fed.into_iter().for_each(|source| source.fed());
     }
 
     fn run(self: Arc<Self>, mut ring: Ring<Op>, clapper: UnixStream) {

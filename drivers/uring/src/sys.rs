@@ -117,10 +117,17 @@ impl<T> Ring<T> {
         unsafe { self.push(entry, Some(owner), None) }
     }
 
-    /// Send all of `buf` (the ring keeps it until the completion gives it back).
-    pub(crate) fn send(&mut self, fd: BorrowedFd<'_>, buf: Vec<u8>, owner: T) -> io::Result<u64> {
-        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-        let entry = opcode::Send::new(types::Fd(fd.as_raw_fd()), buf.as_ptr(), len)
+    /// Send `buf[from..]` (the ring keeps `buf` until the completion gives it back).
+    pub(crate) fn send(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        buf: Vec<u8>,
+        from: usize,
+        owner: T,
+    ) -> io::Result<u64> {
+        let rest = &buf[from.min(buf.len())..];
+        let len = u32::try_from(rest.len()).unwrap_or(u32::MAX);
+        let entry = opcode::Send::new(types::Fd(fd.as_raw_fd()), rest.as_ptr(), len)
             .flags(libc::MSG_NOSIGNAL)
             .build();
         // SAFETY: `buf` moves into the ring with the entry; a `Vec`'s heap block does not move

@@ -7,7 +7,7 @@ use tendril_core::{Addr, Tendril};
 use tendril_driver_suite::{Settings, Silent};
 use tendril_net::runtime::{Manager, TendrilHandle};
 use tendril_net::{lock, SharedAcceptor, WrapperChain};
-use tendril_uring::get_manager;
+use tendril_uring::{get_manager, get_sharded_manager};
 
 /// Every manager on the process's io_uring shard; the test thread waits with `block_on`.
 #[derive(Default)]
@@ -22,10 +22,11 @@ impl tendril_driver_suite::Driver for Uring {
         wrapper: WrapperChain,
         settings: Settings,
     ) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
-        let manager = get_manager(proto, endpoint)?;
+        let shards = settings.shards.unwrap_or(1);
+        let manager = get_sharded_manager(proto, endpoint, shards)?;
         settings.apply(|c| manager.set_config(c), |u| manager.set_udp_config(u));
         block_on(manager.start(move |t| (lock(&acceptor))(t), wrapper))?;
-        Ok(Box::new(Running(manager)))
+        Ok(Box::new(Running(manager, shards)))
     }
 
     fn connect_within(&self, target: &str, timeout: Duration) -> io::Result<()> {
@@ -40,15 +41,20 @@ impl tendril_driver_suite::Driver for Uring {
         })
     }
     fn connector(&self, proto: &str) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
-        Ok(Box::new(Running(get_manager(proto, "")?)))
+        Ok(Box::new(Running(get_manager(proto, "")?, 1)))
     }
 }
 
-struct Running(Manager);
+/// A manager, and how many shards it runs.
+struct Running(Manager, usize);
 
 impl tendril_driver_suite::Server for Running {
     fn local_addr(&self) -> Addr {
         self.0.local_addr().unwrap_or(Addr::Unnamed)
+    }
+
+    fn shards(&self) -> usize {
+        self.1
     }
 
     fn tendril_count(&self) -> usize {
