@@ -215,19 +215,34 @@ async fn limit_udp() -> SocketAddr {
     addr
 }
 
-/// Each connection keeps `window` lines in flight for `RUN`; returns lines echoed per second.
+/// Lines a TCP client keeps in flight: it writes them in batches of 256 and sends the next
+/// batch once no more than `TCP_WINDOW - 256` are unanswered.
+const TCP_WINDOW: u64 = 1024;
+
+/// `connections` clients, all connected before the clock starts, each keeping `TCP_WINDOW`
+/// lines in flight for `RUN`; returns lines echoed per second. (Without a window, the data in
+/// flight is bounded only by the kernel's socket buffers, and with 1,000 connections the
+/// figure swings by 4× from run to run as the kernel's TCP memory limits are reached.)
 async fn tcp_load(addr: SocketAddr, connections: usize) -> f64 {
-    let line: Arc<Vec<u8>> = Arc::new([vec![b'x'; 63], vec![b'\n']].concat());
-    let deadline = Instant::now() + RUN;
-    let mut tasks = Vec::new();
+    const BATCH: u64 = 256;
+    let line: Vec<u8> = [vec![b'x'; 63], vec![b'\n']].concat();
+    let batch: Arc<Vec<u8>> = Arc::new(line.repeat(BATCH as usize));
+    let mut streams = Vec::with_capacity(connections);
     for _ in 0..connections {
-        let line = line.clone();
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        streams.push(stream);
+    }
+    let start = Instant::now();
+    let deadline = start + RUN;
+    let mut tasks = Vec::new();
+    for stream in streams {
+        let batch = batch.clone();
         tasks.push(tokio::spawn(async move {
-            let stream = TcpStream::connect(addr).await.unwrap();
-            stream.set_nodelay(true).unwrap();
             let (rd, mut wr) = stream.into_split();
-            let window = 256usize;
-            let batch: Vec<u8> = line.repeat(window);
+            let answered = Arc::new(tokio::sync::watch::Sender::new(0u64));
+            let mut progress = answered.subscribe();
+            let counter = answered.clone();
             let reader = tokio::spawn(async move {
                 let mut rd = BufReader::with_capacity(64 * 1024, rd);
                 let mut buf = Vec::with_capacity(64);
@@ -238,18 +253,30 @@ async fn tcp_load(addr: SocketAddr, connections: usize) -> f64 {
                         Ok(0) | Err(_) => return n,
                         Ok(_) => n += 1,
                     }
+                    if n % BATCH == 0 {
+                        counter.send_replace(n);
+                    }
                 }
             });
+            let mut sent = 0u64;
             while Instant::now() < deadline {
+                if progress
+                    .wait_for(|answered| sent - answered <= TCP_WINDOW - BATCH)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
                 if wr.write_all(&batch).await.is_err() {
                     break;
                 }
+                sent += BATCH;
             }
             let _ = wr.shutdown().await;
+            drop(answered);
             reader.await.unwrap_or(0)
         }));
     }
-    let start = Instant::now();
     let mut total = 0;
     for t in tasks {
         total += t.await.unwrap();
@@ -360,6 +387,147 @@ fn idle_server(kind: &str) {
     runtime.block_on(server.stop());
 }
 
+/// A driver's manager for the comparison of drivers, each in a process of its own: `KIND` is
+/// `tendril-tokio`, `tendril-uring`, or either with `-shards-N`.
+fn driver_manager(proto: &str, kind: &str) -> tendril_net::runtime::Manager {
+    let (driver, shards) = match kind.split_once("-shards-") {
+        Some((driver, n)) => (driver, n.parse().unwrap()),
+        None => (kind, 1),
+    };
+    match (driver, shards) {
+        ("tendril-tokio", 1) => get_manager(proto, "127.0.0.1:0").unwrap(),
+        ("tendril-tokio", n) => {
+            tendril_tokio::get_sharded_manager(proto, "127.0.0.1:0", n).unwrap()
+        }
+        ("tendril-uring", n) => {
+            tendril_uring::get_sharded_manager(proto, "127.0.0.1:0", n).unwrap()
+        }
+        _ => panic!("unknown driver {kind}"),
+    }
+}
+
+/// Child role `serve:PROTO:KIND`: a line echo (TCP) or datagram echo (UDP) on the driver
+/// `KIND`; prints its address, runs until stdin closes.
+fn serve(proto: &str, kind: &str) {
+    raise_fd_limit();
+    let runtime = runtime();
+    let manager = driver_manager(proto, kind);
+    runtime
+        .block_on(async {
+            if proto == "udp" {
+                let wrapper = WrapperChain::new().chain(options::recv_buffer_size(UDP_RECV_BUFFER));
+                manager.start(|_t: &mut Tendril| Ok(Echo), wrapper).await
+            } else {
+                manager.start(lines, nodelay()).await
+            }
+        })
+        .unwrap();
+    println!("{}", manager.local_addr().unwrap().ip().unwrap());
+    let _ = std::io::stdin().read_line(&mut String::new());
+    runtime.block_on(manager.stop());
+}
+
+/// A server in a child process, and the CPU time it has used so far (user + system, from
+/// `/proc/PID/stat`: the counters `getrusage` reports).
+struct Child(std::process::Child);
+
+impl Child {
+    fn start(role: String) -> (Child, SocketAddr) {
+        let exe = std::env::current_exe().unwrap();
+        let mut child = Command::new(exe)
+            .env(ROLE, role)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        (Child(child), line.trim().parse().unwrap())
+    }
+
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0.id())).unwrap();
+        // Fields after the command name (which may hold spaces), from field 3 on.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        ticks as f64 / 100.0 // USER_HZ
+    }
+
+    fn stop(mut self) {
+        drop(self.0.stdin.take());
+        self.0.wait().unwrap();
+    }
+}
+
+/// The drivers side by side, each server in a process of its own: frames per second under the
+/// same load, and the server's CPU seconds per million frames, which does not depend on how
+/// the two cores are shared between server and load.
+fn compare_drivers(runtime: &tokio::runtime::Runtime) {
+    let all = [
+        "tendril-tokio",
+        "tendril-tokio-shards-2",
+        "tendril-uring",
+        "tendril-uring-shards-2",
+    ];
+    // `TENDRIL_SOCKET_DRIVERS=tendril-uring,tcp-1000` picks drivers and scenarios.
+    let picked = std::env::var("TENDRIL_SOCKET_DRIVERS").unwrap_or_default();
+    let wants = |s: &str| picked.is_empty() || picked.split(',').any(|p| p == s);
+    let kinds: Vec<&str> = all
+        .into_iter()
+        .filter(|k| *k == all[0] || wants(k))
+        .collect();
+    let scenarios: [(&str, usize, usize); 5] = [
+        ("tcp", 1, 0),
+        ("tcp", 64, 0),
+        ("tcp", 1_000, 0),
+        ("udp", 1, 8),
+        ("udp", 1_000, 4),
+    ];
+    for (proto, count, window) in scenarios {
+        if !picked.is_empty()
+            && !wants(&format!("{proto}-{count}"))
+            && scenarios.iter().any(|(p, c, _)| wants(&format!("{p}-{c}")))
+        {
+            continue;
+        }
+        let mut baseline = None;
+        for &kind in &kinds {
+            let (server, addr) = Child::start(format!("serve:{proto}:{kind}"));
+            let cpu = server.cpu_seconds();
+            let rate = runtime.block_on(async {
+                if proto == "tcp" {
+                    tcp_load(addr, count).await
+                } else {
+                    udp_load(addr, count, window).await
+                }
+            });
+            let cpu = server.cpu_seconds() - cpu;
+            server.stop();
+            let frames = rate * RUN.as_secs_f64();
+            let base = *baseline.get_or_insert(rate);
+            let what = if proto == "tcp" {
+                format!("TCP pipelined echo, 64 B lines, {count} conn")
+            } else {
+                format!("UDP echo, 64 B, {count} client sockets × {window} in flight")
+            };
+            println!(
+                "| {what}, {kind} (own process) | {:.2} M frames/s, {:.2} CPU s per M frames | {:.2} M frames/s (tendril-tokio) | {:.2}× |",
+                rate / 1e6,
+                cpu / (frames / 1e6),
+                base / 1e6,
+                rate / base
+            );
+        }
+    }
+}
+
 /// Child role `client:ADDR`: open `IDLE` connections, send a line on each and read it back,
 /// print `ready`, hold them until stdin closes.
 fn idle_client(addr: SocketAddr) {
@@ -428,6 +596,17 @@ fn main() {
         match role.split_once(':') {
             Some(("server", kind)) => idle_server(kind),
             Some(("client", addr)) => idle_client(addr.parse().unwrap()),
+            // For profiling a server started with `serve:…` by hand.
+            Some(("load", what)) => {
+                let (count, addr) = what.split_once(':').unwrap();
+                let rate =
+                    runtime().block_on(tcp_load(addr.parse().unwrap(), count.parse().unwrap()));
+                println!("{:.2} M lines/s", rate / 1e6);
+            }
+            Some(("serve", what)) => {
+                let (proto, kind) = what.split_once(':').unwrap();
+                serve(proto, kind);
+            }
             _ => panic!("unknown role {role}"),
         }
         return;
@@ -506,6 +685,9 @@ fn main() {
                 );
             }
         });
+    }
+    if wants("drivers") {
+        compare_drivers(&runtime);
     }
     drop(runtime);
     if wants("idle") {
