@@ -1,82 +1,27 @@
 //! The driver-agnostic suite (`tendril-driver-suite`), run on the mio loop: the proof that a
 //! loop of one's own drives everything the other drivers do.
 
-use futures::executor::block_on;
+use std::future::Future;
 use std::io;
-use std::time::Duration;
-use tendril_core::{Addr, Tendril};
-use tendril_driver_suite::{Settings, Silent};
-use tendril_mio::get_manager;
-use tendril_net::runtime::{Manager, TendrilHandle};
-use tendril_net::{lock, SharedAcceptor, WrapperChain};
+use tendril_driver_suite::{Glue, Glued};
+use tendril_net::runtime::Manager;
 
 /// Every manager on the one mio loop; the test thread waits with `block_on`.
 #[derive(Default)]
 struct Mio;
 
-impl tendril_driver_suite::Driver for Mio {
-    fn start_with(
-        &self,
-        proto: &str,
-        endpoint: &str,
-        acceptor: SharedAcceptor,
-        wrapper: WrapperChain,
-        settings: Settings,
-    ) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
-        let manager = get_manager(proto, endpoint)?;
-        settings.apply(|c| manager.set_config(c), |u| manager.set_udp_config(u));
-        block_on(manager.start(move |t| (lock(&acceptor))(t), wrapper))?;
-        Ok(Box::new(Running(manager)))
+impl Glue for Mio {
+    type Context = ();
+
+    fn manager(&self, proto: &str, endpoint: &str, _: Option<usize>) -> io::Result<(Manager, ())> {
+        Ok((tendril_mio::get_manager(proto, endpoint)?, ()))
     }
 
-    fn connect_within(&self, target: &str, timeout: Duration) -> io::Result<()> {
-        let manager = get_manager("tcp", "")?;
-        manager.set_connect_timeout(timeout);
-        block_on(async {
-            let silent = |_: &mut Tendril| Ok(Silent);
-            let handle = manager.connect(target, silent, WrapperChain::new()).await?;
-            handle.close();
-            manager.stop().await;
-            Ok(())
-        })
-    }
-    fn connector(&self, proto: &str) -> io::Result<Box<dyn tendril_driver_suite::Server>> {
-        Ok(Box::new(Running(get_manager(proto, "")?)))
+    fn block_on<F: Future>(_: &(), future: F) -> F::Output {
+        futures::executor::block_on(future)
     }
 }
 
-struct Running(Manager);
+type MioDriver = Glued<Mio>;
 
-impl tendril_driver_suite::Server for Running {
-    fn local_addr(&self) -> Addr {
-        self.0.local_addr().unwrap_or(Addr::Unnamed)
-    }
-
-    fn tendril_count(&self) -> usize {
-        self.0.tendrils().len()
-    }
-
-    fn stop(self: Box<Self>) {
-        block_on(self.0.stop());
-    }
-
-    fn stop_then_try_again(self: Box<Self>, target: &str) -> [io::Result<()>; 2] {
-        block_on(async {
-            self.0.stop().await;
-            let silent = |_: &mut Tendril| Ok(Silent);
-            let start = self.0.start(silent, WrapperChain::new()).await;
-            let connect = self.0.connect(target, silent, WrapperChain::new()).await;
-            [start, connect.map(drop)]
-        })
-    }
-    fn connect(&self, target: &str, acceptor: SharedAcceptor) -> io::Result<TendrilHandle> {
-        let app = move |t: &mut Tendril| (lock(&acceptor))(t);
-        block_on(self.0.connect(target, app, WrapperChain::new()))
-    }
-
-    fn finds(&self, local: &Addr, remote: &Addr) -> bool {
-        self.0.find(local, remote).is_some()
-    }
-}
-
-tendril_driver_suite::driver_suite!(Mio);
+tendril_driver_suite::driver_suite!(MioDriver);

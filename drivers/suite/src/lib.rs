@@ -18,6 +18,9 @@ use tendril_core::{
 use tendril_net::runtime::TendrilHandle;
 use tendril_net::{acceptor, SharedAcceptor, WrapperChain};
 
+mod glue;
+pub use glue::{Glue, Glued};
+
 /// Manager settings a scenario asks for; `None` leaves the manager's defaults.
 #[derive(Debug, Clone, Copy, Default)]
 #[non_exhaustive]
@@ -1208,117 +1211,81 @@ pub fn a_listening_udp_manager_connects_out_and_gets_its_replies(driver: &dyn Dr
     assert!(handle.is_closed());
 }
 
-/// Generates one `#[test]` per scenario for a driver: `driver_suite!(MyDriver)` where
-/// `MyDriver: Driver + Default`.
+/// Generates a module `suite` of one `#[test]` per scenario for a driver:
+/// `driver_suite!(MyDriver)` where `MyDriver: Driver + Default`.
+///
+/// With `skip_unless = check`, where `check: fn() -> io::Result<()>`, each test first calls
+/// `check` and, on an error, prints `skipped: {error}` and passes: for a driver that a machine
+/// may not offer (io_uring under seccomp, say), whose error names the cause.
+///
+/// ```
+/// # #[derive(Default)] struct MyDriver;
+/// fn available() -> std::io::Result<()> {
+///     Err(std::io::Error::other("io_uring is disabled (kernel.io_uring_disabled = 2)"))
+/// }
+/// // In a test file: tendril_driver_suite::driver_suite!(MyDriver, skip_unless = available);
+/// # assert!(available().is_err());
+/// ```
 #[macro_export]
 macro_rules! driver_suite {
     ($driver:ty) => {
-        fn suite_driver() -> $driver {
-            <$driver>::default()
-        }
-        #[test]
-        fn suite_tcp_echo() {
-            $crate::tcp_echo(&suite_driver());
-        }
-        #[test]
-        fn suite_udp_echo() {
-            $crate::udp_echo(&suite_driver());
-        }
-        #[test]
-        fn suite_busy_connection_reads_more_at_a_time() {
-            $crate::busy_connection_reads_more_at_a_time(&suite_driver());
-        }
-        #[test]
-        fn suite_udp_peers_take_the_managers_settings() {
-            $crate::udp_peers_take_the_managers_settings(&suite_driver());
-        }
-        #[test]
-        fn suite_start_or_connect_after_stop_is_refused() {
-            $crate::start_or_connect_after_stop_is_refused(&suite_driver());
-        }
-        #[test]
-        fn suite_a_panicking_application_ends_only_its_tendril() {
-            $crate::a_panicking_application_ends_only_its_tendril(&suite_driver());
-        }
-        #[test]
-        fn suite_udp_bursts_from_several_peers() {
-            $crate::udp_bursts_from_several_peers(&suite_driver());
-        }
-        #[cfg(unix)]
-        #[test]
-        fn suite_unix_echo() {
-            $crate::unix_echo(&suite_driver(), stringify!($driver));
-        }
-        #[cfg(unix)]
-        #[test]
-        fn suite_unix_listeners_run_their_wrappers() {
-            $crate::unix_listeners_run_their_wrappers(&suite_driver(), stringify!($driver));
-        }
-        #[test]
-        fn suite_a_connect_that_gets_no_answer_times_out() {
-            $crate::a_connect_that_gets_no_answer_times_out(&suite_driver());
-        }
-        #[test]
-        fn suite_a_rejecting_acceptor_closes_only_that_connection() {
-            $crate::a_rejecting_acceptor_closes_only_that_connection(&suite_driver());
-        }
-        #[test]
-        fn suite_a_registered_protocol_is_found_by_name() {
-            $crate::a_registered_protocol_is_found_by_name(&suite_driver());
-        }
-        #[test]
-        fn suite_a_listener_also_connects_out_and_its_handles_work_from_any_thread() {
-            $crate::a_listener_also_connects_out_and_its_handles_work_from_any_thread(
-                &suite_driver(),
-            );
-        }
-        #[test]
-        fn suite_a_connect_only_udp_manager_gets_its_replies() {
-            $crate::a_connect_only_udp_manager_gets_its_replies(&suite_driver());
-        }
-        #[test]
-        fn suite_switching_with_pipelined_input() {
-            $crate::switching_with_pipelined_input(&suite_driver());
-        }
-        #[test]
-        fn suite_closed_once_on_every_path() {
-            $crate::closed_once_on_every_path(&suite_driver());
-        }
-        #[test]
-        fn suite_disconnect_mid_frame() {
-            $crate::disconnect_mid_frame(&suite_driver());
-        }
-        #[test]
-        fn suite_stop_semantics() {
-            $crate::stop_semantics(&suite_driver());
-        }
-        #[test]
-        fn suite_thousand_connections() {
-            $crate::thousand_connections(&suite_driver());
-        }
-        #[test]
-        fn suite_back_pressure_against_a_slow_reader() {
-            $crate::back_pressure_against_a_slow_reader(&suite_driver());
-        }
-        #[test]
-        fn suite_tls_and_starttls() {
-            $crate::tls_and_starttls(&suite_driver());
-        }
-        #[test]
-        fn suite_a_udp_peer_stays_on_one_shard() {
-            $crate::a_udp_peer_stays_on_one_shard(&suite_driver());
-        }
-        #[test]
-        fn suite_tcp_connections_spread_over_shards_and_stay_on_one() {
-            $crate::tcp_connections_spread_over_shards_and_stay_on_one(&suite_driver());
-        }
-        #[test]
-        fn suite_a_listening_udp_manager_connects_out_and_gets_its_replies() {
-            $crate::a_listening_udp_manager_connects_out_and_gets_its_replies(&suite_driver());
-        }
-        #[test]
-        fn suite_tls_peers_hanging_up_mid_handshake_are_closed() {
-            $crate::tls_peers_hanging_up_mid_handshake_are_closed(&suite_driver());
+        $crate::driver_suite!($driver, skip_unless = $crate::always_available);
+    };
+    ($driver:ty, skip_unless = $available:expr) => {
+        $crate::__scenarios!($driver, $available;
+            tcp_echo,
+            udp_echo,
+            busy_connection_reads_more_at_a_time,
+            udp_peers_take_the_managers_settings,
+            start_or_connect_after_stop_is_refused,
+            a_panicking_application_ends_only_its_tendril,
+            udp_bursts_from_several_peers,
+            a_connect_that_gets_no_answer_times_out,
+            a_rejecting_acceptor_closes_only_that_connection,
+            a_registered_protocol_is_found_by_name,
+            a_listener_also_connects_out_and_its_handles_work_from_any_thread,
+            a_connect_only_udp_manager_gets_its_replies,
+            switching_with_pipelined_input,
+            closed_once_on_every_path,
+            disconnect_mid_frame,
+            stop_semantics,
+            thousand_connections,
+            back_pressure_against_a_slow_reader,
+            tls_and_starttls,
+            tls_peers_hanging_up_mid_handshake_are_closed,
+            a_udp_peer_stays_on_one_shard,
+            tcp_connections_spread_over_shards_and_stay_on_one,
+            a_listening_udp_manager_connects_out_and_gets_its_replies,
+            #[cfg(unix)] unix_echo(stringify!($driver)),
+            #[cfg(unix)] unix_listeners_run_their_wrappers(stringify!($driver)),
+        );
+    };
+}
+
+/// The `skip_unless` of a driver every machine offers.
+pub fn always_available() -> io::Result<()> {
+    Ok(())
+}
+
+/// One `#[test]` per scenario name, each calling the scenario of that name (with any extra
+/// arguments) on a default driver, unless the check says to skip.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __scenarios {
+    ($driver:ty, $available:expr; $( $(#[$attr:meta])* $name:ident $(($($arg:expr),*))? ),* $(,)?) => {
+        mod suite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                $(#[$attr])*
+                #[test]
+                fn $name() {
+                    match ($available)() {
+                        Ok(()) => $crate::$name(&<$driver>::default() $($(, $arg)*)?),
+                        Err(why) => eprintln!("skipped: {why}"),
+                    }
+                }
+            )*
         }
     };
 }
