@@ -81,6 +81,61 @@ fn echo_over_tcp_with_line_and_length_framers() {
     assert_eq!(&buf, b"\x00\x03abc\x00\x00");
 }
 
+/// Clients on their own connections (spread by the kernel over the server's shards), each
+/// sending lines and reading every one back.
+fn lines_come_back_on_each_connection(addr: &str) {
+    let clients: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let c = TcpStream::connect(addr).unwrap();
+            timeouts(&c);
+            c
+        })
+        .collect();
+    for (i, mut client) in clients.into_iter().enumerate() {
+        let lines = format!("hello {i}\r\nworld {i}\r\n");
+        client.write_all(lines.as_bytes()).unwrap();
+        let mut buf = vec![0; lines.len()];
+        client.read_exact(&mut buf).unwrap();
+        assert_eq!(buf, lines.as_bytes());
+    }
+}
+
+#[test]
+fn echo_on_the_uring_driver_with_two_shards_echoes_lines() {
+    if let Err(reason) = tendril_uring::available() {
+        println!("skipped: {reason}");
+        return;
+    }
+    let server = start(
+        ECHO,
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--driver",
+            "uring",
+            "--shards",
+            "2",
+        ],
+    );
+    lines_come_back_on_each_connection(&server.addr);
+}
+
+#[test]
+fn echo_on_the_tokio_driver_with_two_shards_echoes_lines() {
+    let server = start(
+        ECHO,
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--driver",
+            "tokio",
+            "--shards",
+            "2",
+        ],
+    );
+    lines_come_back_on_each_connection(&server.addr);
+}
+
 #[test]
 fn echo_over_udp_returns_each_datagram() {
     let server = start(

@@ -2,14 +2,23 @@
 //!
 //! ```sh
 //! cargo run -p tendril-examples --bin echo -- --listen tcp://127.0.0.1:7000 --framer line
+//! # on io_uring (Linux 6.0 or later), two shards sharing the port with SO_REUSEPORT
+//! cargo run -p tendril-examples --bin echo -- --listen tcp://127.0.0.1:7000 --driver uring --shards 2
 //! ```
+//!
+//! `--driver` picks the runtime under the manager: `tokio` (the default) or `uring`
+//! (`tendril-uring`; where io_uring cannot be used, echo exits with one line naming why).
+//! `--shards N` runs N shard threads, each listening on its own `SO_REUSEPORT` socket and
+//! serving each connection (or UDP peer) it accepts from start to end. With `tokio` and one
+//! shard (the default) the manager runs on the binary's own multi-threaded Tokio runtime.
 
 use bytes::Bytes;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use std::process::ExitCode;
 use tendril_core::tls::TlsLayer;
 use tendril_core::{AppError, Application, CloseReason, Config, Tendril};
 use tendril_examples::{init_logging, parse_framer, server_tls, Scheme, Timeout, Url};
+use tendril_net::runtime::Manager;
 use tendril_net::{options, WrapperChain};
 
 /// Echo every frame back to its sender.
@@ -40,6 +49,54 @@ struct Args {
     /// Close a tls:// connection whose handshake is not done after this long.
     #[arg(long, default_value = "10s")]
     handshake_timeout: Timeout,
+    /// The driver the manager runs on.
+    #[arg(long, value_enum, default_value_t = Driver::Tokio)]
+    driver: Driver,
+    /// Shard threads, each with its own SO_REUSEPORT listening socket (TCP, UDP), serving each
+    /// connection or UDP peer on one shard. With tokio, 1 means the binary's own multi-threaded
+    /// Tokio runtime.
+    #[arg(long, default_value_t = 1, value_parser = parse_shards)]
+    shards: usize,
+}
+
+/// `--shards`: a whole number, at least 1.
+fn parse_shards(s: &str) -> Result<usize, String> {
+    match s.parse() {
+        Ok(0) => Err("at least one shard is needed".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a number of shards")),
+    }
+}
+
+/// The runtime a manager runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Driver {
+    /// Tokio (tendril-tokio).
+    Tokio,
+    /// io_uring (tendril-uring): Linux 6.0 or later; echo exits naming why where it cannot run.
+    Uring,
+}
+
+/// A manager for `proto` at `address` on `driver` with `shards` shards.
+fn manager(driver: Driver, shards: usize, proto: &str, address: &str) -> Result<Manager, String> {
+    match (driver, shards) {
+        (Driver::Tokio, 1) => tendril_tokio::get_manager(proto, address),
+        (Driver::Tokio, _) => tendril_tokio::get_sharded_manager(proto, address, shards),
+        // Its futures run on any executor (the I/O is on the ring's shard threads), so this
+        // binary's Tokio runtime awaits them as it does the Tokio driver's.
+        (Driver::Uring, _) => tendril_uring::get_sharded_manager(proto, address, shards),
+    }
+    .map_err(|e| format!("--driver {}: {e}", driver.name()))
+}
+
+impl Driver {
+    /// The name `--driver` takes.
+    fn name(self) -> &'static str {
+        match self {
+            Driver::Tokio => "tokio",
+            Driver::Uring => "uring",
+        }
+    }
 }
 
 struct Echo;
@@ -77,8 +134,12 @@ async fn run(args: Args) -> Result<(), String> {
         )?),
         _ => None,
     };
-    let manager = tendril_tokio::get_manager(args.listen.scheme.proto(), &args.listen.address)
-        .map_err(|e| e.to_string())?;
+    let manager = manager(
+        args.driver,
+        args.shards,
+        args.listen.scheme.proto(),
+        &args.listen.address,
+    )?;
     let mut config = Config::default();
     config.idle_timeout = args.idle_timeout.0;
     config.frame_timeout = args.frame_timeout.0;
