@@ -12,13 +12,21 @@
 //!   (no framing library, nothing allocated per line), and a UDP echo that receives batches
 //!   with `recvmmsg` and answers each GRO batch in one GSO send through `quinn-udp`, with no
 //!   per-peer state. `tendril-tokio` and plain Tokio are each given as a share of the limit;
-//! - resident memory per idle TCP connection, 10,000 connections: each server runs in a child
-//!   process of its own and the clients in another (client and server in one process would
-//!   need more than the 20,000 descriptors allowed here), so the figure is the server's alone.
+//! - the drivers side by side (`drivers`): `tendril-tokio`, `tendril-tokio` on 2 shards,
+//!   `tendril-uring` on 1 and 2 shards, each server in a child process of its own, on TCP with
+//!   1, 64 and 1,000 connections and UDP with 1 and 1,000 client sockets; with frames/s, the
+//!   server's CPU seconds per million frames (its `getrusage` counters, from `/proc/PID/stat`),
+//!   which do not depend on how the two cores are shared. `TENDRIL_SOCKET_DRIVERS=
+//!   tendril-uring,tcp-64` picks drivers and scenarios;
+//! - resident memory per idle TCP connection, 10,000 connections, for plain Tokio,
+//!   `tendril-tokio` and `tendril-uring`: each server runs in a child process of its own and
+//!   the clients in another (client and server in one process would need more than the 20,000
+//!   descriptors allowed here), so the figure is the server's alone.
 //!
 //! The load generator is Tokio on 2 worker threads, in the same process as the TCP and UDP
-//! servers: the figures compare servers under identical load on a shared machine, they do not
-//! measure a ceiling. `TENDRIL_SOCKET_BENCH=tcp,udp,idle` picks scenarios (default: all).
+//! servers of the first two groups: the figures compare servers under identical load on a
+//! shared machine, they do not measure a ceiling. `TENDRIL_SOCKET_BENCH=tcp,udp,drivers,idle`
+//! picks scenarios (default: all).
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -372,16 +380,15 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Child role `server:KIND`: serve line echo, print the address, run until stdin closes.
+/// Child role `server:KIND`: serve line echo on `plain` Tokio (`Framed<LinesCodec>`) or on a
+/// driver ([`driver_manager`]), print the address, run until stdin closes.
 fn idle_server(kind: &str) {
+    if kind != "plain" {
+        return serve("tcp", kind);
+    }
     raise_fd_limit();
     let runtime = runtime();
-    let (server, addr) = runtime.block_on(async {
-        match kind {
-            "tendril-tokio" => tendril_tcp().await,
-            _ => tokio_tcp().await,
-        }
-    });
+    let (server, addr) = runtime.block_on(tokio_tcp());
     println!("{addr}");
     let _ = std::io::stdin().read_line(&mut String::new());
     runtime.block_on(server.stop());
@@ -691,11 +698,13 @@ fn main() {
     }
     drop(runtime);
     if wants("idle") {
-        let ours = idle_rss("tendril-tokio");
         let theirs = idle_rss("plain");
-        println!(
-            "| resident memory per idle TCP connection ({IDLE}, server process only), tendril-tokio | {ours:.0} B | {theirs:.0} B (Framed<LinesCodec>) | {:.2}× |",
-            ours / theirs
-        );
+        for kind in ["tendril-tokio", "tendril-uring"] {
+            let ours = idle_rss(kind);
+            println!(
+                "| resident memory per idle TCP connection ({IDLE}, server process only), {kind} | {ours:.0} B | {theirs:.0} B (Framed<LinesCodec>) | {:.2}× |",
+                ours / theirs
+            );
+        }
     }
 }
