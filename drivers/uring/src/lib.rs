@@ -18,6 +18,18 @@
 //! | timers | a heap per shard; the loop waits in `io_uring_enter` until the next deadline |
 //! | waking from other threads | a bell (a socket pair) the loop polls, rung only while the loop sleeps |
 //!
+//! ## Why the `io-uring` crate, not a runtime
+//!
+//! monoio and compio are runtimes: each brings its own executor, its own buffer traits and its
+//! own framing, and a driver on either would be an adapter over an adapter (their sockets,
+//! then the kit's). The kit already is the runtime-independent part — it needs a way to wait
+//! for readable bytes, write bytes, accept, sleep and spawn. The low-level
+//! [`io-uring`](https://docs.rs/io-uring) crate gives exactly the ring (submission and
+//! completion queues, the opcodes, provided-buffer rings) and nothing else, so the driver owns
+//! the loop: one `io_uring_enter` per turn, buffers lent from one pool per shard, and no second
+//! executor. The price is `unsafe` (the kernel writes into memory it was lent); all of it is in
+//! one module, `sys`, each block with its reason.
+//!
 //! ```
 //! # fn main() -> std::io::Result<()> {
 //! use tendril_core::{AppError, Application, Line, Tendril};
