@@ -12,7 +12,8 @@
 //!   in place (`SliceFramer::for_each_slice`: borrowed, no `Bytes` per frame).
 //! - `encode` / `encode_frames`: bytes/s and frames/s of writing frames into the outgoing queue
 //!   (`Outgoing` for Tendril, a `BytesMut` for `tokio_util`); `*_borrowed` encode from a `&[u8]`
-//!   (`streamify_slice`), as `LinesCodec` and `AnyDelimiterCodec` encode from a `&str`.
+//!   (`streamify_slice`), as `LinesCodec` and `AnyDelimiterCodec` encode from a `&str`;
+//!   `*_send_slice` / `*_send_frame` go through a `Tendril`'s `send_slice` / `send_frame`.
 //! - `send_frames`: `LengthPrefixed::u32_be` encoding plus a vectored write of the queue into a
 //!   `Vec`, 512 B to 16 KiB, against `LengthDelimitedCodec`: where `COPY_THRESHOLD` should sit.
 //!
@@ -30,8 +31,8 @@ use criterion::{
     criterion_group, criterion_main, BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
 };
 use tendril_core::{
-    Chunk, Cobs, Delimiter, Framer, Identity, LengthPrefixed, Line, Netstring, Outgoing,
-    SliceFramer, Stuffing,
+    Chunk, Cobs, Delimiter, Framer, Identity, LengthPrefixed, Line, Netstring, Outgoing, Proto,
+    SliceFramer, Stuffing, Tendril,
 };
 use tokio_util::codec::{
     AnyDelimiterCodec, BytesCodec, Decoder, Encoder, LengthDelimitedCodec, LinesCodec,
@@ -474,6 +475,37 @@ fn encode_tendril_borrowed<F: Framer<Frame = Bytes>>(
     });
 }
 
+/// Every frame through a `Tendril`'s send path, `Tendril::send_slice` (`borrowed`) or
+/// `Tendril::send_frame` (each frame cloned), into its outgoing queue, cleared after each
+/// stream: what an application's reply costs, framer dispatch and bookkeeping included.
+fn encode_send<F: Framer<Frame = Bytes> + Send + 'static>(
+    groups: &mut Groups<'_, '_>,
+    name: &str,
+    size: usize,
+    frames: &[Bytes],
+    make: impl Fn() -> F,
+    borrowed: bool,
+) {
+    let wire_len = wire(make(), frames).len();
+    let mut t: Tendril = Tendril::new(Proto::TCP, Line::crlf(), make());
+    let id = BenchmarkId::new(name, label(size));
+    groups.each(&id, wire_len, frames.len(), |b| {
+        b.iter(|| {
+            if borrowed {
+                for frame in frames {
+                    t.send_slice(frame).expect("sendable");
+                }
+            } else {
+                for frame in frames {
+                    t.send_frame(frame.clone()).expect("sendable");
+                }
+            }
+            black_box(t.outgoing());
+            t.outgoing().clear();
+        })
+    });
+}
+
 /// Benchmark a `tokio_util` encoder writing every frame into a reused `BytesMut`.
 fn encode_codec<T: Clone, E: Encoder<T>>(
     groups: &mut Groups<'_, '_>,
@@ -511,14 +543,41 @@ fn encode_all(groups: &mut Groups<'_, '_>) {
             .collect();
 
         encode_tendril(groups, "identity", size, &binary, Identity::new);
+        encode_send(
+            groups,
+            "identity_send_frame",
+            size,
+            &binary,
+            Identity::new,
+            false,
+        );
+        encode_send(
+            groups,
+            "identity_send_slice",
+            size,
+            &binary,
+            Identity::new,
+            true,
+        );
         encode_codec(groups, "tokio_bytes", size, &binary, BytesCodec::new());
         encode_tendril(groups, "chunk", size, &binary, || Chunk::new(size));
         encode_tendril(groups, "line", size, &text, line);
         encode_tendril_borrowed(groups, "line_borrowed", size, &text, line);
+        encode_send(groups, "line_send_frame", size, &text, line, false);
+        encode_send(groups, "line_send_slice", size, &text, line, true);
         let lines = LinesCodec::new_with_max_length(MAX);
         encode_codec(groups, "tokio_lines", size, &strs, lines);
         encode_tendril(groups, "delimiter", size, &text, delimiter);
         encode_tendril_borrowed(groups, "delimiter_borrowed", size, &text, delimiter);
+        encode_send(
+            groups,
+            "delimiter_send_frame",
+            size,
+            &text,
+            delimiter,
+            false,
+        );
+        encode_send(groups, "delimiter_send_slice", size, &text, delimiter, true);
         let any = AnyDelimiterCodec::new_with_max_length(b"\0".to_vec(), b"\0".to_vec(), MAX);
         encode_codec(groups, "tokio_any_delimiter", size, &strs, any);
         encode_tendril(
@@ -527,6 +586,30 @@ fn encode_all(groups: &mut Groups<'_, '_>) {
             size,
             &binary,
             LengthPrefixed::u32_be,
+        );
+        encode_tendril_borrowed(
+            groups,
+            "length_u32be_borrowed",
+            size,
+            &binary,
+            LengthPrefixed::u32_be,
+        );
+        let u32_be = LengthPrefixed::u32_be;
+        encode_send(
+            groups,
+            "length_u32be_send_frame",
+            size,
+            &binary,
+            u32_be,
+            false,
+        );
+        encode_send(
+            groups,
+            "length_u32be_send_slice",
+            size,
+            &binary,
+            u32_be,
+            true,
         );
         let ldc = LengthDelimitedCodec::new();
         encode_codec(groups, "tokio_length_delimited", size, &binary, ldc);
