@@ -44,7 +44,8 @@ const MIN_SPARE: usize = 64;
 pub struct Outgoing {
     queue: VecDeque<Bytes>,
     tail: BytesMut,
-    len: usize,
+    /// Bytes in `queue` (the tail counts its own): a small write touches the tail only.
+    queued: usize,
 }
 
 impl Outgoing {
@@ -54,27 +55,27 @@ impl Outgoing {
     }
 
     /// Bytes waiting to be written.
+    #[inline]
     pub fn len(&self) -> usize {
-        self.len
+        self.queued + self.tail.len()
     }
 
     /// `true` when nothing waits to be written.
+    #[inline]
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// Append a copy of `data`.
     #[inline]
     pub fn put_slice(&mut self, data: &[u8]) {
         self.tail.extend_from_slice(data);
-        self.len += data.len();
     }
 
     /// Append one byte.
     #[inline]
     pub fn put_u8(&mut self, byte: u8) {
         self.tail.put_u8(byte);
-        self.len += 1;
     }
 
     /// Append `data`; from [`COPY_THRESHOLD`] bytes on it is queued by reference, not copied.
@@ -89,42 +90,49 @@ impl Outgoing {
 
     /// Append `head ++ body ++ foot`: one copy into the tail for a small body, else `body` is
     /// queued by reference between the copied `head` and `foot`.
-    #[inline]
+    ///
+    /// The copy is the borrowed path's ([`put_framed_slice`](Self::put_framed_slice)), inlined;
+    /// the rest is out of line.
+    #[inline(always)]
     pub(crate) fn put_framed(&mut self, head: &[u8], body: Bytes, foot: &[u8]) {
         if body.len() < COPY_THRESHOLD {
-            let n = head.len() + body.len() + foot.len();
-            self.tail.reserve(n);
-            self.tail.extend_from_slice(head);
-            self.tail.extend_from_slice(&body);
-            self.tail.extend_from_slice(foot);
-            self.len += n;
+            self.put_framed_slice(head, &body, foot);
         } else {
-            self.put_slice(head);
-            self.queue_shared(body);
-            self.put_slice(foot);
+            self.put_framed_shared(head, body, foot);
         }
     }
 
-    /// Append `head ++ body ++ foot`, all copied, with one reservation.
-    #[inline]
+    /// [`put_framed`](Self::put_framed) of a body queued by reference.
+    #[inline(never)]
+    fn put_framed_shared(&mut self, head: &[u8], body: Bytes, foot: &[u8]) {
+        self.put_slice(head);
+        self.queue_shared(body);
+        self.put_slice(foot);
+    }
+
+    /// Append `head ++ body ++ foot`, all copied. Each piece is one `extend_from_slice` (its
+    /// own capacity check, cheaper than a `reserve` of the total in front of them); a head or
+    /// foot of constant length, as the framers' are, is written with a store, not a `memcpy`.
+    #[inline(always)]
     pub(crate) fn put_framed_slice(&mut self, head: &[u8], body: &[u8], foot: &[u8]) {
-        let n = head.len() + body.len() + foot.len();
-        self.tail.reserve(n);
         if !head.is_empty() {
             self.tail.extend_from_slice(head);
         }
         self.tail.extend_from_slice(body);
-        self.tail.extend_from_slice(foot);
-        self.len += n;
+        if !foot.is_empty() {
+            self.tail.extend_from_slice(foot);
+        }
     }
 
     /// Queue `data` by reference behind what the tail holds.
     fn queue_shared(&mut self, data: Bytes) {
         if !self.tail.is_empty() {
             self.ensure_spare();
-            self.queue.push_back(self.tail.split().freeze());
+            let tail = self.tail.split().freeze();
+            self.queued += tail.len();
+            self.queue.push_back(tail);
         }
-        self.len += data.len();
+        self.queued += data.len();
         self.queue.push_back(data);
     }
 
@@ -145,25 +153,24 @@ impl Outgoing {
     pub fn clear(&mut self) {
         self.queue.clear();
         self.tail.clear();
-        self.len = 0;
+        self.queued = 0;
     }
 
     /// Take everything queued as one contiguous buffer (copies only when it is in several chunks).
     pub fn take_all(&mut self) -> Bytes {
-        let len = self.len;
+        let len = self.len();
         match (self.queue.len(), self.tail.is_empty()) {
             // Nothing queued: no buffer is reserved for what might come (a closed connection
             // keeps holding nothing).
             (0, true) => Bytes::new(),
             (0, false) => {
-                self.len = 0;
                 // Room for what comes next (e.g. the next datagram) in the same buffer, so
                 // datagrams still waiting to be sent do not cost an allocation each.
                 self.ensure_spare();
                 self.tail.split().freeze()
             }
             (1, true) => {
-                self.len = 0;
+                self.queued = 0;
                 self.queue.pop_front().unwrap_or_default()
             }
             _ => self.copy_to_bytes(len),
@@ -199,42 +206,43 @@ pub(crate) trait FrameBody: core::ops::Deref<Target = [u8]> + Sized {
 }
 
 impl FrameBody for Bytes {
-    #[inline]
+    #[inline(always)]
     fn put_into(self, out: &mut Outgoing) {
         out.put_bytes(self);
     }
 
-    #[inline]
+    #[inline(always)]
     fn put_framed_into(self, head: &[u8], foot: &[u8], out: &mut Outgoing) {
         out.put_framed(head, self, foot);
     }
 
-    #[inline]
+    #[inline(always)]
     fn after(self, at: usize) -> Self {
         self.slice(at..)
     }
 }
 
 impl FrameBody for &[u8] {
-    #[inline]
+    #[inline(always)]
     fn put_into(self, out: &mut Outgoing) {
         out.put_slice(self);
     }
 
-    #[inline]
+    #[inline(always)]
     fn put_framed_into(self, head: &[u8], foot: &[u8], out: &mut Outgoing) {
         out.put_framed_slice(head, self, foot);
     }
 
-    #[inline]
+    #[inline(always)]
     fn after(self, at: usize) -> Self {
         &self[at..]
     }
 }
 
 impl Buf for Outgoing {
+    #[inline]
     fn remaining(&self) -> usize {
-        self.len
+        self.len()
     }
 
     fn chunk(&self) -> &[u8] {
@@ -246,18 +254,19 @@ impl Buf for Outgoing {
 
     fn advance(&mut self, mut cnt: usize) {
         assert!(
-            cnt <= self.len,
+            cnt <= self.len(),
             "advance past the end of the outgoing queue"
         );
-        self.len -= cnt;
         while cnt > 0 {
             match self.queue.front_mut() {
                 Some(front) if front.len() <= cnt => {
                     cnt -= front.len();
+                    self.queued -= front.len();
                     self.queue.pop_front();
                 }
                 Some(front) => {
                     front.advance(cnt);
+                    self.queued -= cnt;
                     return;
                 }
                 None => {

@@ -142,7 +142,13 @@ impl Line {
                 resynced: false,
             });
         }
-        frame.put_framed_into(&[], if self.crlf { b"\r\n" } else { b"\n" }, out);
+        // Two calls with constant terminators: each is written with one store, not a `memcpy`
+        // of a length known only at run time (as when called through a boxed framer).
+        if self.crlf {
+            frame.put_framed_into(&[], b"\r\n", out);
+        } else {
+            frame.put_framed_into(&[], b"\n", out);
+        }
         Ok(())
     }
 }
