@@ -868,13 +868,22 @@ impl<In, Out> Tendril<In, Out> {
         encode: impl FnOnce(&mut BoxFramer<Out>, &mut Outgoing) -> Result<(), FrameError>,
     ) -> Result<(), SendError<F>> {
         let queued = self.out.len();
-        let target = match self.layers.last_mut() {
-            Some(slot) => &mut slot.send_in,
-            None => &mut self.out,
+        let Some(slot) = self.layers.last_mut() else {
+            // No layers, the common case: the frame goes straight into the socket's queue and
+            // there is nothing to pump (`pump_send` would only run the layers).
+            encode(&mut self.send, &mut self.out).map_err(SendError::Frame)?;
+            self.stats.frames_sent += 1;
+            self.stats.bytes_sent += (self.out.len() - queued) as u64;
+            if self.proto.is_datagram() {
+                let datagram = self.out.take_all();
+                self.datagrams.push_back(datagram);
+            } else if self.layers_closing {
+                self.pump_send();
+            }
+            return Ok(());
         };
-        encode(&mut self.send, target).map_err(SendError::Frame)?;
+        encode(&mut self.send, &mut slot.send_in).map_err(SendError::Frame)?;
         self.stats.frames_sent += 1;
-        self.stats.bytes_sent += (self.out.len() - queued) as u64;
         if self.proto.is_datagram() {
             let datagram = self.out.take_all();
             self.datagrams.push_back(datagram);
