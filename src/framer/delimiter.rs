@@ -37,6 +37,8 @@ pub struct Delimiter {
     /// its first `len - k` bytes: a body ending with the delimiter's first `k` bytes would put a
     /// delimiter `k` bytes before the real one (`\r\n.` before `\r\n.\r\n`).
     overlaps: Box<[usize]>,
+    /// The delimiter when it is one byte, for the send side's short path.
+    byte: Option<u8>,
     keep: bool,
     scanner: Scanner,
 }
@@ -56,6 +58,10 @@ impl Delimiter {
         Ok(Delimiter {
             finder: Finder::new(delimiter).into_owned(),
             overlaps: overlaps.into_boxed_slice(),
+            byte: match delimiter {
+                [byte] => Some(*byte),
+                _ => None,
+            },
             keep: false,
             scanner: Scanner::new(Self::DEFAULT_MAX),
         })
@@ -139,35 +145,76 @@ impl Delimiter {
     /// `streamify` and `streamify_slice`: one encoder for owned and borrowed frames.
     #[inline]
     fn encode<B: FrameBody>(&mut self, frame: B, out: &mut Outgoing) -> Result<(), FrameError> {
+        match self.byte {
+            Some(byte) => self.encode_byte(byte, frame, out),
+            None => self.encode_string(frame, out),
+        }
+    }
+
+    /// [`encode`](Self::encode) for a one-byte delimiter: no overlaps to check, and the
+    /// delimiter is written with a store.
+    #[inline]
+    fn encode_byte<B: FrameBody>(
+        &self,
+        byte: u8,
+        frame: B,
+        out: &mut Outgoing,
+    ) -> Result<(), FrameError> {
+        let terminated = self.keep && frame.last() == Some(&byte);
+        let body = &frame[..frame.len() - usize::from(terminated)];
+        if super::contains_byte(body, byte) {
+            return Err(self.unencodable());
+        }
+        if body.len() > self.scanner.max {
+            return Err(self.too_long());
+        }
+        if terminated {
+            frame.put_into(out);
+        } else {
+            frame.put_framed_into(&[], &[byte], out);
+        }
+        Ok(())
+    }
+
+    /// The refusal of a frame that holds the delimiter.
+    fn unencodable(&self) -> FrameError {
+        FrameError::Unencodable {
+            what: "delimited frame",
+            reason: "it contains the delimiter and would arrive as two frames",
+        }
+    }
+
+    /// The refusal of a frame over the limit.
+    fn too_long(&self) -> FrameError {
+        FrameError::TooLong {
+            what: "delimited frame",
+            max: self.scanner.max,
+            announced: None,
+            resynced: false,
+        }
+    }
+
+    /// [`encode`](Self::encode) for a delimiter of two bytes or more.
+    #[inline]
+    fn encode_string<B: FrameBody>(&self, frame: B, out: &mut Outgoing) -> Result<(), FrameError> {
         let delimiter = self.finder.needle();
-        let body = match frame.strip_suffix(delimiter) {
-            Some(body) if self.keep => body,
-            _ => &frame[..],
+        let body = match self.keep {
+            true => frame.strip_suffix(delimiter).unwrap_or(&frame),
+            false => &frame[..],
         };
         let body_len = body.len();
         // The delimiter must first appear right after the body: not inside it, and not where the
         // body's end and the delimiter overlap.
-        let inside = match delimiter {
-            [byte] => super::contains_byte(body, *byte),
-            _ => self.finder.find(body).is_some(),
-        };
+        let inside = self.finder.find(body).is_some();
         let straddling = self
             .overlaps
             .iter()
             .any(|&k| body.ends_with(&delimiter[..k]));
         if inside || straddling {
-            return Err(FrameError::Unencodable {
-                what: "delimited frame",
-                reason: "it contains the delimiter and would arrive as two frames",
-            });
+            return Err(self.unencodable());
         }
         if body_len > self.scanner.max {
-            return Err(FrameError::TooLong {
-                what: "delimited frame",
-                max: self.scanner.max,
-                announced: None,
-                resynced: false,
-            });
+            return Err(self.too_long());
         }
         if body_len == frame.len() {
             frame.put_framed_into(&[], delimiter, out);
