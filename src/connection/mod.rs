@@ -247,6 +247,9 @@ pub struct Tendril<In = Bytes, Out = In> {
     handshake_started: Duration,
     timer: Option<Duration>,
     stats: Stats,
+    /// A framer was replaced (`set_recv_framer*` / `set_send_framer*`) since the tracker last
+    /// looked: the tracker's shared framers are not this peer's any more.
+    framers_replaced: bool,
 }
 
 impl<In> Tendril<In, Bytes> {
@@ -330,6 +333,7 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
             handshake_started: Duration::ZERO,
             timer: None,
             stats: Stats::default(),
+            framers_replaced: false,
         }
     }
 
@@ -366,6 +370,7 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
     /// Replace the receive framer with a boxed one; returns the old one.
     pub fn set_recv_framer_boxed(&mut self, mut framer: BoxFramer<In>) -> BoxFramer<In> {
         framer.reset();
+        self.framers_replaced = true;
         core::mem::replace(&mut self.recv, framer)
     }
 
@@ -380,6 +385,7 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
     /// Replace the send framer with a boxed one; returns the old one.
     pub fn set_send_framer_boxed(&mut self, mut framer: BoxFramer<Out>) -> BoxFramer<Out> {
         framer.reset();
+        self.framers_replaced = true;
         core::mem::replace(&mut self.send, framer)
     }
 }

@@ -37,13 +37,36 @@ impl<In, Out> Parked<In, Out> {
     }
 
     /// When the peer idles out under `config`.
+    #[cfg(test)]
     pub(crate) fn idle_deadline(&self, config: &Config) -> Option<Duration> {
         config.idle_timeout.map(|idle| self.last_received + idle)
     }
 
     /// Its counters.
+    #[cfg(test)]
     pub(crate) fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// A peer from its parts (the tracker keeps them apart, so a datagram touches one cache
+    /// line of them).
+    pub(crate) fn from_parts(
+        recv: BoxFramer<In>,
+        send: BoxFramer<Out>,
+        last_received: Duration,
+        stats: Stats,
+    ) -> Self {
+        Parked {
+            recv,
+            send,
+            last_received,
+            stats,
+        }
+    }
+
+    /// Its parts: framers, last receive, counters.
+    pub(crate) fn into_parts(self) -> (BoxFramer<In>, BoxFramer<Out>, Duration, Stats) {
+        (self.recv, self.send, self.last_received, self.stats)
     }
 }
 
@@ -109,6 +132,7 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
         debug_assert!(self.can_park(config));
         self.recv = parked.recv;
         self.send = parked.send;
+        self.framers_replaced = false;
         self.local = local;
         self.remote = remote;
         self.now = parked.last_received;
@@ -132,6 +156,60 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
             && self.frame_started.is_none()
             && self.timer.is_none()
             && self.config == *config
+    }
+
+    /// Take a peer in that uses the framers this tendril already holds (a tracker's shared
+    /// framers): as [`unpark`](Self::unpark), but the framers stay. Not `clean`: the framers are
+    /// reset too, as a framer switched in is.
+    pub(crate) fn visit(
+        &mut self,
+        local: Addr,
+        remote: Addr,
+        last_received: Duration,
+        stats: Stats,
+        config: &Config,
+        clean: bool,
+    ) {
+        if !clean {
+            let (mut recv, mut send) = self.take_framers();
+            recv.reset();
+            send.reset();
+            let parked = Parked::from_parts(recv, send, last_received, stats);
+            self.unpark(parked, local, remote, config, false);
+            return;
+        }
+        debug_assert!(self.can_park(config) && !self.framers_replaced);
+        self.local = local;
+        self.remote = remote;
+        self.now = last_received;
+        self.last_received = last_received;
+        self.stats = stats;
+    }
+
+    /// The framers, replaced by ones that hold no peer.
+    pub(crate) fn take_framers(&mut self) -> (BoxFramer<In>, BoxFramer<Out>) {
+        (
+            core::mem::replace(&mut self.recv, vacant()),
+            core::mem::replace(&mut self.send, vacant()),
+        )
+    }
+
+    /// Install framers (the old ones are dropped); they count as not replaced.
+    pub(crate) fn put_framers(&mut self, recv: BoxFramer<In>, send: BoxFramer<Out>) {
+        self.recv = recv;
+        self.send = send;
+        self.framers_replaced = false;
+    }
+
+    /// `true` if the application or acceptor replaced a framer since the last
+    /// [`put_framers`](Self::put_framers) or [`unpark`](Self::unpark).
+    pub(crate) fn framers_replaced(&self) -> bool {
+        self.framers_replaced
+    }
+
+    /// What a parked peer keeps besides its framers: last receive and counters.
+    pub(crate) fn parked_state(&self) -> (Duration, Stats) {
+        (self.last_received, self.stats)
     }
 
     /// Move the peer out (check [`can_park`](Self::can_park) first); this tendril is left
