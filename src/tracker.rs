@@ -293,6 +293,13 @@ type Pages<In, Out, A> = Vec<Vec<Slot<In, Out, A>>>;
 /// The hash of a key: IP addresses as one or two words each rather than field by field (the
 /// derived `Hash` of `SocketAddr`), as this runs for every datagram.
 fn hash_key(hasher: &DefaultHashBuilder, (local, remote): &Key) -> u64 {
+    if let (Addr::Ip(SocketAddr::V4(l)), Addr::Ip(SocketAddr::V4(r))) = (local, remote) {
+        // The usual key, in one word: the remote's 48 bits with the local's rotated over them.
+        // For one local address this is one-to-one in the remote (what a peer controls), so
+        // peers cannot pick colliding words; the keyed hash does the rest.
+        let word = |a: &SocketAddrV4| u64::from(a.ip().to_bits()) << 16 | u64::from(a.port());
+        return hasher.hash_one(word(r) ^ word(l).rotate_left(40));
+    }
     let mut h = hasher.build_hasher();
     for addr in [local, remote] {
         match addr {
@@ -404,6 +411,14 @@ impl Index {
             }
         }
         self.buckets[hole] = Self::EMPTY;
+    }
+}
+
+/// [`Addr::canonical`] of an address given away: the usual IPv4 one is moved, not cloned.
+fn canonical(addr: Addr) -> Addr {
+    match addr {
+        Addr::Ip(SocketAddr::V4(_)) => addr,
+        other => other.canonical(),
     }
 }
 
@@ -692,7 +707,7 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         data: &[u8],
         truncated: bool,
     ) {
-        let key = (local.into().canonical(), remote.into().canonical());
+        let key = (canonical(local.into()), canonical(remote.into()));
         self.handle_keyed(now, key, data, truncated);
     }
 
@@ -742,7 +757,7 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         batch: impl IntoIterator<Item = Datagram<'d>>,
     ) {
         for datagram in batch {
-            let key = (datagram.local.canonical(), datagram.remote.canonical());
+            let key = (canonical(datagram.local), canonical(datagram.remote));
             self.handle_keyed(now, key, datagram.data, datagram.truncated);
         }
     }
