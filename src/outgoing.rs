@@ -15,6 +15,9 @@ pub const COPY_THRESHOLD: usize = 2048;
 /// needing a new one.
 const TAIL_HEADROOM: usize = 4096;
 
+/// The piece [`Outgoing::put_slice_without`] checks and copies at a time: well inside L1.
+const FUSED_PIECE: usize = 4096;
+
 /// Below this much spare room the tail gets [`TAIL_HEADROOM`] more before it is split.
 const MIN_SPARE: usize = 64;
 
@@ -124,6 +127,24 @@ impl Outgoing {
         }
     }
 
+    /// Append a copy of `body` unless it contains `byte`: `false`, and nothing appended, if it
+    /// does. The check and the copy go through the body together, [`FUSED_PIECE`] bytes at a
+    /// time, so a long body is read from memory once and copied from L1, not scanned whole and
+    /// then read again for the copy. (Copying first and checking the copy is slower.)
+    #[inline(never)]
+    pub(crate) fn put_slice_without(&mut self, body: &[u8], byte: u8) -> bool {
+        let start = self.tail.len();
+        self.tail.reserve(body.len());
+        for piece in body.chunks(FUSED_PIECE) {
+            if memchr::memchr(byte, piece).is_some() {
+                self.tail.truncate(start);
+                return false;
+            }
+            self.tail.extend_from_slice(piece);
+        }
+        true
+    }
+
     /// Queue `data` by reference behind what the tail holds.
     fn queue_shared(&mut self, data: Bytes) {
         if !self.tail.is_empty() {
@@ -197,6 +218,8 @@ impl Outgoing {
 /// encoder, generic over it, for both [`Framer::streamify`](crate::Framer::streamify) and
 /// [`Framer::streamify_slice`](crate::Framer::streamify_slice).
 pub(crate) trait FrameBody: core::ops::Deref<Target = [u8]> + Sized {
+    /// Whether the body is always copied (a borrowed slice), not queued by reference.
+    const COPIED: bool;
     /// Append the body.
     fn put_into(self, out: &mut Outgoing);
     /// Append `head ++ body ++ foot`.
@@ -206,6 +229,8 @@ pub(crate) trait FrameBody: core::ops::Deref<Target = [u8]> + Sized {
 }
 
 impl FrameBody for Bytes {
+    const COPIED: bool = false;
+
     #[inline(always)]
     fn put_into(self, out: &mut Outgoing) {
         out.put_bytes(self);
@@ -223,6 +248,8 @@ impl FrameBody for Bytes {
 }
 
 impl FrameBody for &[u8] {
+    const COPIED: bool = true;
+
     #[inline(always)]
     fn put_into(self, out: &mut Outgoing) {
         out.put_slice(self);

@@ -125,30 +125,146 @@ impl Framer for Line {
 }
 
 impl Line {
+    /// The refusal of a line with a `\n` inside.
+    fn unencodable() -> FrameError {
+        FrameError::Unencodable {
+            what: "line",
+            reason: "it contains '\\n' and would arrive as two lines",
+        }
+    }
+
     /// `streamify` and `streamify_slice`: one encoder for owned and borrowed frames.
     #[inline]
     fn encode<B: FrameBody>(&mut self, frame: B, out: &mut Outgoing) -> Result<(), FrameError> {
-        if super::contains_byte(&frame, b'\n') {
-            return Err(FrameError::Unencodable {
-                what: "line",
-                reason: "it contains '\\n' and would arrive as two lines",
-            });
+        let (max, crlf) = (self.scanner.max, self.crlf);
+        if frame.len() > super::SHORT_SCAN {
+            return Self::encode_long(max, crlf, frame, out);
         }
-        if frame.len() > self.scanner.max {
-            return Err(FrameError::TooLong {
-                what: "line",
-                max: self.scanner.max,
-                announced: None,
-                resynced: false,
-            });
+        if super::contains_short(&frame, b'\n') {
+            return Err(Self::unencodable());
+        }
+        Self::encode_checked(max, crlf, frame, out)
+    }
+
+    /// [`encode`](Self::encode) of a line longer than [`SHORT_SCAN`](super::SHORT_SCAN): out
+    /// of line, since it calls `memchr` anyway. A line that is copied (borrowed, or below
+    /// [`COPY_THRESHOLD`](crate::outgoing::COPY_THRESHOLD)) is checked while it is copied
+    /// ([`Outgoing::put_slice_without`]). Given the settings, not the
+    /// framer, so that a caller's loop over frames can keep them in registers.
+    #[inline(never)]
+    fn encode_long<B: FrameBody>(
+        max: usize,
+        crlf: bool,
+        frame: B,
+        out: &mut Outgoing,
+    ) -> Result<(), FrameError> {
+        if frame.len() > max {
+            // A `\n` inside is the first refusal, as for a line within the limit.
+            if memchr::memchr(b'\n', &frame).is_some() {
+                return Err(Self::unencodable());
+            }
+            return Err(Self::too_long(max));
+        }
+        if B::COPIED || frame.len() < crate::outgoing::COPY_THRESHOLD {
+            if !out.put_slice_without(&frame, b'\n') {
+                return Err(Self::unencodable());
+            }
+            out.put_slice(if crlf { b"\r\n" } else { b"\n" });
+            return Ok(());
+        }
+        if memchr::memchr(b'\n', &frame).is_some() {
+            return Err(Self::unencodable());
+        }
+        Self::encode_checked(max, crlf, frame, out)
+    }
+
+    /// The refusal of a line over `max`.
+    fn too_long(max: usize) -> FrameError {
+        FrameError::TooLong {
+            what: "line",
+            max,
+            announced: None,
+            resynced: false,
+        }
+    }
+
+    /// The rest of [`encode`](Self::encode), once `frame` is known to hold no `\n`.
+    #[inline(always)]
+    fn encode_checked<B: FrameBody>(
+        max: usize,
+        crlf: bool,
+        frame: B,
+        out: &mut Outgoing,
+    ) -> Result<(), FrameError> {
+        if frame.len() > max {
+            return Err(Self::too_long(max));
         }
         // Two calls with constant terminators: each is written with one store, not a `memcpy`
         // of a length known only at run time (as when called through a boxed framer).
-        if self.crlf {
+        if crlf {
             frame.put_framed_into(&[], b"\r\n", out);
         } else {
             frame.put_framed_into(&[], b"\n", out);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use bytes::Buf;
+
+    /// Long lines take the out-of-line path; borrowed ones are checked piece by piece as they are
+    /// copied. A `\n` anywhere, in any piece, refuses the line and leaves the queue as it was.
+    #[test]
+    fn a_long_line_is_sent_whole_or_not_at_all() {
+        for len in [65, 1000, 4095, 4096, 4097, 10_000, 70_000] {
+            let line = vec![b'x'; len];
+            for owned in [false, true] {
+                let mut framer = Line::crlf().max_length(1 << 20);
+                let mut out = Outgoing::new();
+                out.put_slice(b"before\r\n");
+                let send = |framer: &mut Line, frame: &[u8], out: &mut Outgoing| match owned {
+                    true => framer.streamify(Bytes::copy_from_slice(frame), out),
+                    false => framer.streamify_slice(frame, out),
+                };
+                for at in [0, 1, len / 2, 4095, 4096, len - 1] {
+                    if at >= len {
+                        continue;
+                    }
+                    let mut bad = line.clone();
+                    bad[at] = b'\n';
+                    let err = send(&mut framer, &bad, &mut out).unwrap_err();
+                    assert!(matches!(err, FrameError::Unencodable { .. }), "{len} {at}");
+                    assert_eq!(out.len(), 8, "len {len}, \\n at {at}: nothing queued");
+                }
+                send(&mut framer, &line, &mut out).unwrap();
+                let mut all = out.copy_to_bytes(out.remaining()).to_vec();
+                assert_eq!(&all[..8], b"before\r\n");
+                assert_eq!(&all[all.len() - 2..], b"\r\n");
+                all.truncate(all.len() - 2);
+                assert_eq!(&all[8..], &line[..], "len {len}");
+            }
+        }
+    }
+
+    /// Over the limit and holding a `\n`: the `\n` is the refusal, as for a short line.
+    #[test]
+    fn a_long_line_over_the_limit_with_a_newline_is_unencodable() {
+        let mut framer = Line::lf().max_length(100);
+        let mut out = Outgoing::new();
+        let mut line = vec![b'x'; 200];
+        assert!(matches!(
+            framer.streamify_slice(&line, &mut out),
+            Err(FrameError::TooLong { max: 100, .. })
+        ));
+        line[150] = b'\n';
+        assert!(matches!(
+            framer.streamify_slice(&line, &mut out),
+            Err(FrameError::Unencodable { .. })
+        ));
+        assert!(out.is_empty());
     }
 }

@@ -206,9 +206,20 @@ impl<F: Framer + ?Sized> Framer for Box<F> {
 /// (`encode_frames/line_borrowed` in `benches/framers.rs`).
 #[inline(always)]
 pub(crate) fn contains_byte(hay: &[u8], byte: u8) -> bool {
+    if hay.len() > SHORT_SCAN {
+        memchr::memchr(byte, hay).is_some()
+    } else {
+        contains_short(hay, byte)
+    }
+}
+
+/// [`contains_byte`] of at most [`SHORT_SCAN`] bytes.
+#[inline(always)]
+pub(crate) fn contains_short(hay: &[u8], byte: u8) -> bool {
     let n = hay.len();
+    debug_assert!(n <= SHORT_SCAN);
     // 16 to 64 bytes first, with one compare (`n - 16` wraps for shorter ones).
-    if n.wrapping_sub(16) <= SHORT_SCAN - 16 {
+    if n >= 16 {
         let last = n - 16;
         let mut found = or16(eq16(&hay[..16], byte), eq16(&hay[last..], byte));
         if n > 32 {
@@ -218,8 +229,6 @@ pub(crate) fn contains_byte(hay: &[u8], byte: u8) -> bool {
             );
         }
         any16(found)
-    } else if n > SHORT_SCAN {
-        memchr::memchr(byte, hay).is_some()
     } else if n >= 8 {
         let mut w = [0; 16];
         w[..8].copy_from_slice(&hay[..8]);
@@ -262,7 +271,7 @@ fn any16(a: [u8; 16]) -> bool {
 }
 
 /// Up to this many bytes [`contains_byte`] scans without `memchr`.
-const SHORT_SCAN: usize = 64;
+pub(crate) const SHORT_SCAN: usize = 64;
 
 /// The end-of-input rule shared by the strict framers: a frame if one is complete, nothing if
 /// the buffer is empty, otherwise the input was cut inside a frame.
