@@ -1135,9 +1135,11 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         let mut sent = false;
         while let Some(data) = tendril.poll_datagram() {
             sent = true;
+            // The tendril's addresses are the key's (nothing changes them): an IPv4 key makes
+            // them without cloning an `Addr`.
             self.transmits.push_back(Transmit {
-                local: tendril.local_addr().clone(),
-                remote: tendril.remote_addr().clone(),
+                local: slot.key.local(),
+                remote: slot.key.remote(),
                 data,
             });
         }
