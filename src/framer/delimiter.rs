@@ -162,10 +162,51 @@ impl Delimiter {
     ) -> Result<(), FrameError> {
         let terminated = self.keep && frame.last() == Some(&byte);
         let body = &frame[..frame.len() - usize::from(terminated)];
-        if super::contains_byte(body, byte) {
+        if body.len() > super::SHORT_SCAN {
+            return self.encode_byte_long(byte, terminated, frame, out);
+        }
+        if super::contains_short(body, byte) {
             return Err(self.unencodable());
         }
         if body.len() > self.scanner.max {
+            return Err(self.too_long());
+        }
+        if terminated {
+            frame.put_into(out);
+        } else {
+            frame.put_framed_into(&[], &[byte], out);
+        }
+        Ok(())
+    }
+
+    /// [`encode_byte`](Self::encode_byte) of a frame whose body is over
+    /// [`SHORT_SCAN`](super::SHORT_SCAN) bytes: out of line, since it calls `memchr` anyway. A
+    /// copied one (borrowed, or owned below [`COPY_THRESHOLD`](crate::outgoing::COPY_THRESHOLD))
+    /// is checked while it is copied ([`Outgoing::put_slice_without`]).
+    #[inline(never)]
+    fn encode_byte_long<B: FrameBody>(
+        &self,
+        byte: u8,
+        terminated: bool,
+        frame: B,
+        out: &mut Outgoing,
+    ) -> Result<(), FrameError> {
+        let body = &frame[..frame.len() - usize::from(terminated)];
+        let n = body.len();
+        if !terminated
+            && n <= self.scanner.max
+            && (B::COPIED || n < crate::outgoing::COPY_THRESHOLD)
+        {
+            if !out.put_slice_without(body, byte) {
+                return Err(self.unencodable());
+            }
+            out.put_u8(byte);
+            return Ok(());
+        }
+        if super::contains_byte(body, byte) {
+            return Err(self.unencodable());
+        }
+        if n > self.scanner.max {
             return Err(self.too_long());
         }
         if terminated {
@@ -421,6 +462,30 @@ impl Scanner {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A long frame with a one-byte delimiter is checked while it is copied: sent whole, or
+    /// refused with nothing queued, wherever the delimiter is.
+    #[test]
+    fn a_long_frame_is_sent_whole_or_not_at_all() {
+        for len in [65, 4096, 4097, 9000] {
+            let mut framer = Delimiter::new(b"\0").unwrap();
+            let mut out = Outgoing::new();
+            let frame = alloc::vec![b'x'; len];
+            for at in [0, len / 2, 4096.min(len - 1), len - 1] {
+                let mut bad = frame.clone();
+                bad[at] = 0;
+                assert!(
+                    framer.streamify_slice(&bad, &mut out).is_err(),
+                    "{len} {at}"
+                );
+                assert!(out.is_empty(), "{len} {at}");
+            }
+            framer.streamify_slice(&frame, &mut out).unwrap();
+            let sent = out.take_all();
+            assert_eq!(sent.len(), len + 1);
+            assert_eq!(sent[len], 0);
+        }
+    }
 
     /// Where `needle` first occurs in `hay`, by brute force.
     fn first(hay: &[u8], needle: &[u8]) -> Option<usize> {
