@@ -292,6 +292,7 @@ type Pages<In, Out, A> = Vec<Vec<Slot<In, Out, A>>>;
 
 /// The hash of a key: IP addresses as one or two words each rather than field by field (the
 /// derived `Hash` of `SocketAddr`), as this runs for every datagram.
+#[inline(always)]
 fn hash_key(hasher: &DefaultHashBuilder, (local, remote): &Key) -> u64 {
     if let (Addr::Ip(SocketAddr::V4(l)), Addr::Ip(SocketAddr::V4(r))) = (local, remote) {
         // The usual key, in one word: the remote's 48 bits with the local's rotated over them.
@@ -340,7 +341,7 @@ impl Index {
     }
 
     /// The slot index whose entry has `hash` and for which `eq` holds.
-    #[inline]
+    #[inline(always)]
     fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
         if self.buckets.is_empty() {
             return None;
@@ -415,6 +416,7 @@ impl Index {
 }
 
 /// [`Addr::canonical`] of an address given away: the usual IPv4 one is moved, not cloned.
+#[inline(always)]
 fn canonical(addr: Addr) -> Addr {
     match addr {
         Addr::Ip(SocketAddr::V4(_)) => addr,
@@ -422,11 +424,13 @@ fn canonical(addr: Addr) -> Addr {
     }
 }
 
+#[inline(always)]
 fn slot_at<In, Out, A>(pages: &Pages<In, Out, A>, index: u32) -> Option<&Slot<In, Out, A>> {
     let index = index as usize;
     pages.get(index / PAGE)?.get(index % PAGE)
 }
 
+#[inline(always)]
 fn slot_at_mut<In, Out, A>(
     pages: &mut Pages<In, Out, A>,
     index: u32,
@@ -436,10 +440,12 @@ fn slot_at_mut<In, Out, A>(
 }
 
 /// The slot of `id` if it still holds that peer (same generation, not removed).
+#[inline(always)]
 fn live_slot<In, Out, A>(pages: &Pages<In, Out, A>, id: ConnId) -> Option<&Slot<In, Out, A>> {
     slot_at(pages, id.index).filter(|slot| slot.generation == id.generation && slot.app.is_some())
 }
 
+#[inline(always)]
 fn live_slot_mut<In, Out, A>(
     pages: &mut Pages<In, Out, A>,
     id: ConnId,
@@ -659,14 +665,14 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         id: ConnId,
         f: impl FnOnce(&mut Tendril<In, Out>, &mut A) -> R,
     ) -> Option<R> {
-        let mut active = self.activate(id)?;
+        let mut active = self.activate_cold(id)?;
         let Some(app) = live_slot_mut(&mut self.pages, id).and_then(|slot| slot.app.as_mut())
         else {
             self.drop_active(active);
             return None;
         };
         let result = f(&mut active.tendril, app);
-        self.settle(now, id, active, true);
+        self.settle_cold(now, id, active, true);
         Some(result)
     }
 
@@ -693,7 +699,7 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
             self.close_entry(now, id, CloseReason::Evicted);
         }
         let id = self.insert(key, app);
-        self.settle(now, id, active, false);
+        self.settle_cold(now, id, active, false);
         Ok(id)
     }
 
@@ -832,9 +838,9 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
                     continue;
                 }
             }
-            if let Some(mut active) = self.activate(id) {
+            if let Some(mut active) = self.activate_cold(id) {
                 active.tendril.handle_timeout(now);
-                self.settle(now, id, active, false);
+                self.settle_cold(now, id, active, false);
             }
         }
     }
@@ -869,6 +875,7 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
     }
 
     /// The spare tendril (or a new one).
+    #[inline(always)]
     fn take_spare(&mut self) -> Spare<In, Out> {
         self.spare.take().unwrap_or_else(|| Spare {
             tendril: Box::new(Tendril::spare(self.proto)),
@@ -879,6 +886,7 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
 
     /// A tendril holding the shared framers (made now if nobody holds them), and whether it
     /// is clean.
+    #[inline(always)]
     fn shared_tendril(&mut self) -> (Box<Tendril<In, Out>>, bool) {
         let mut spare = self.take_spare();
         if !spare.shared {
@@ -901,6 +909,7 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
 
     /// Keep `tendril` as the spare; `clean`: `park` (or a parked peer on the shared framers)
     /// just left it.
+    #[inline(always)]
     fn keep_spare(&mut self, mut tendril: Box<Tendril<In, Out>>, clean: bool, shared: bool) {
         if self.spare.is_none() {
             self.spare = Some(Spare {
@@ -922,8 +931,21 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         self.keep_spare(active.tendril, false, shared);
     }
 
+    /// [`activate`](Self::activate) for the calls other than a datagram's, out of line.
+    #[inline(never)]
+    fn activate_cold(&mut self, id: ConnId) -> Option<Active<In, Out>> {
+        self.activate(id)
+    }
+
+    /// [`settle`](Self::settle) for the calls other than a datagram's, out of line.
+    #[inline(never)]
+    fn settle_cold(&mut self, now: Duration, id: ConnId, active: Active<In, Out>, timed: bool) {
+        self.settle(now, id, active, timed)
+    }
+
     /// Take a peer's tendril out of its slot to work on it (unparking a parked one); hand it
     /// back with [`settle`](Self::settle).
+    #[inline(always)]
     fn activate(&mut self, id: ConnId) -> Option<Active<In, Out>> {
         let slot = live_slot_mut(&mut self.pages, id)?;
         let last_received = from_nanos(slot.last_received);
@@ -1108,9 +1130,9 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
     }
 
     fn close_entry(&mut self, now: Duration, id: ConnId, reason: CloseReason) {
-        if let Some(mut active) = self.activate(id) {
+        if let Some(mut active) = self.activate_cold(id) {
             active.tendril.fail(reason);
-            self.settle(now, id, active, true);
+            self.settle_cold(now, id, active, true);
         }
     }
 
@@ -1118,6 +1140,7 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
     /// finish a close, remove it once closed, queue its next deadline, and put its tendril back
     /// (parked if it is quiescent). `timed`: the peer's queued deadline still stands (it was not
     /// just taken off the heap, and the peer is not new).
+    #[inline(always)]
     fn settle(&mut self, now: Duration, id: ConnId, active: Active<In, Out>, timed: bool) {
         let Active {
             mut tendril,

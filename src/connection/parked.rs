@@ -161,6 +161,7 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
     /// Take a peer in that uses the framers this tendril already holds (a tracker's shared
     /// framers): as [`unpark`](Self::unpark), but the framers stay. Not `clean`: the framers are
     /// reset too, as a framer switched in is.
+    #[inline(always)]
     pub(crate) fn visit(
         &mut self,
         local: Addr,
