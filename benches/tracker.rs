@@ -6,7 +6,9 @@
 //! of `Tracker::poll_transmit`. One datagram is one element: the figure is datagrams/s on one
 //! core (the tracker is single-threaded; one per socket per thread). `echo_datagram` hands them
 //! over one by one (`handle_datagram`), `echo_batch32` 32 at a time (`handle_datagrams`, as a
-//! driver does after one `recvmmsg`).
+//! driver does after one `recvmmsg`). The peers share their `Identity` framers
+//! (`TrackerConfig::stateless_framers`); `TRACKER_OWN_FRAMERS=1` gives each its own, as the
+//! default configuration does.
 //!
 //! Memory per idle peer is measured in `benches/alloc.rs` (a counting allocator would distort
 //! these timings).

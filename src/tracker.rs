@@ -500,11 +500,14 @@ impl TrackedPeer {
 /// make room, so a flood of spoofed sources cannot push out established peers; if every peer is
 /// established, the newcomer is turned away.
 ///
-/// An idle peer costs about 200 bytes: between datagrams the tracker keeps only its framers,
-/// last-receive time and counters ("parked"), and each datagram runs through one reused
-/// [`Tendril`]. A peer that keeps state of its own between datagrams (buffered bytes, a timer, a
-/// layer, a configuration of its own) stays a whole `Tendril` until it is quiescent again. Either
-/// way its application sees the same `&mut Tendril`.
+/// An idle peer costs under 200 bytes: between datagrams the tracker keeps only its framers,
+/// last-receive time and counters ("parked") in a 128-byte slot, and each datagram runs through
+/// one reused [`Tendril`]. With [`TrackerConfig::stateless_framers`] parked peers share one pair
+/// of framers that stays in that tendril, so a datagram touches one line of the hash table and
+/// one of the slot (about 170 bytes per peer). A peer that keeps state of its own between
+/// datagrams (buffered bytes, a timer, a layer, a configuration of its own) stays a whole
+/// `Tendril` until it is quiescent again. Either way its application sees the same
+/// `&mut Tendril`.
 ///
 /// Like everything in the core it is sans-IO: feed it datagrams and time, take out
 /// [`Transmit`]s and deadlines.
