@@ -3,8 +3,9 @@
 //!
 //! A socket is a [`Source`], shared by its I/O object and the operations in flight on it. The
 //! I/O object asks (a [`Request`]); the shard's loop submits; the completion lands in the
-//! source's state and wakes the task. Receives are multishot into the shard's buffer pool,
-//! accepts are multishot, a write goes straight out when the socket has room (and through a
+//! source's state and wakes the task. Receives are multishot into the shard's buffer pool
+//! (one-shot while a connection the kit stopped reading has bytes spilled), accepts are
+//! multishot, a write goes straight out when the socket has room (and through a
 //! `send` the ring owns when it would block), and readiness (a connect finishing, the UDP
 //! socket the kit reads itself) is a one-shot poll.
 
@@ -19,11 +20,18 @@ use tendril_net::lock;
 use tendril_net::runtime::{Interest, Listener, Readiness, StreamIo};
 
 use crate::shard::Shard;
-use crate::sys::{accepted_fd, Chunk, Completion, Ring};
+use crate::sys::{accepted_fd, Chunk, Completion, Pool, Ring};
 
-/// Filled buffers one connection may hold unread before its receive is paused: a reader that
-/// stops reading does not take the whole pool.
-const MAX_CHUNKS: usize = 4;
+/// Filled buffers one connection may hold unread. When it holds this many, or has held some
+/// for two loop turns without the kit reading them, the kit is not reading (its peer sends
+/// and does not read the replies, say): the bytes move to memory of the connection's own (its
+/// spill), the buffers go back to the shard's pool, and the multishot receive is cancelled.
+/// Until the kit has read the spill, the connection receives one buffer at a time (a
+/// multishot receive takes as many buffers as the socket holds bytes before the loop can stop
+/// it). So peers that send without reading cannot hold the pool the others receive into.
+const MAX_CHUNKS: usize = 8;
+/// The most bytes a connection keeps spilled before its receive stays paused.
+const MAX_SPILL: usize = MAX_CHUNKS * 16 * 1024;
 /// Accepted connections queued before the multishot accept is paused.
 const MAX_ACCEPTED: usize = 64;
 /// The most bytes one send takes from the kit's queue.
@@ -87,6 +95,13 @@ struct State {
     // Receiving (streams) or accepting (listeners).
     arm: Arm,
     chunks: VecDeque<Chunk>,
+    // Received bytes older than any in `chunks` (one of the two is empty), copied out of the
+    // pool because the kit was not reading them. While there are some, receives are one-shot.
+    spill: BytesMut,
+    // The loop turn since which `chunks` have waited for the kit, and whether the source is
+    // on the shard's list of holders.
+    held_since: u64,
+    holding: bool,
     accepted: VecDeque<io::Result<OwnedFd>>,
     eof: bool,
     error: Option<io::Error>,
@@ -98,6 +113,23 @@ struct State {
     out: Vec<u8>,
     out_from: usize,
     writer: Option<Waker>,
+}
+
+impl State {
+    /// Move the bytes of the held buffers to the spill and give the buffers back.
+    fn spill_chunks(&mut self, pool: &Pool) {
+        let State { chunks, spill, .. } = self;
+        for chunk in chunks.drain(..) {
+            spill.extend_from_slice(pool.bytes(&chunk));
+            pool.recycle(chunk);
+        }
+    }
+
+    /// Room for more received bytes: fewer than [`MAX_CHUNKS`] buffers held, and little
+    /// spilled.
+    fn wants_more(&self) -> bool {
+        self.chunks.len() < MAX_CHUNKS && self.spill.len() < MAX_SPILL
+    }
 }
 
 fn os_error(result: i32) -> io::Error {
@@ -123,6 +155,11 @@ impl Source {
     pub(crate) fn fed(self: Arc<Self>) {
         let mut state = lock(&self.state);
         if state.arm == Arm::Starved && !state.closed {
+            if !state.wants_more() {
+                // Full of bytes the kit has not read: its next read receives again.
+                state.arm = Arm::Off;
+                return;
+            }
             state.arm = Arm::Queued;
             drop(state);
             self.shard.request(Request::Recv(self.clone()));
@@ -139,10 +176,7 @@ impl Request {
                 if state.closed || state.arm != Arm::Queued {
                     return;
                 }
-                match ring.recv_multi(source.fd(), &source.shard.pool, Op::Recv(source.clone())) {
-                    Ok(id) => state.arm = Arm::On(id),
-                    Err(e) => fail_read(&mut state, e),
-                }
+                source.receive(ring, &mut state);
             }
             Request::Accept(source) => {
                 let mut state = lock(&source.state);
@@ -240,12 +274,42 @@ impl Op {
 }
 
 impl Source {
+    /// Submit a receive: multishot, or one-shot while bytes are spilled.
+    fn receive(self: &Arc<Self>, ring: &mut Ring<Op>, state: &mut State) {
+        let pool = &self.shard.pool;
+        let op = Op::Recv(self.clone());
+        let submitted = if state.spill.is_empty() {
+            ring.recv_multi(self.fd(), pool, op)
+        } else {
+            ring.recv(self.fd(), pool, op)
+        };
+        match submitted {
+            Ok(id) => state.arm = Arm::On(id),
+            Err(e) => fail_read(state, e),
+        }
+    }
+
     fn received(self: &Arc<Self>, ring: &mut Ring<Op>, done: Completion<Op>) {
         let pool = &self.shard.pool;
         let mut state = lock(&self.state);
+        let mut returned = false;
         let chunk = pool.chunk(done.flags, done.result.max(0) as u32);
         match chunk {
-            Some(chunk) if done.result > 0 && !state.closed => state.chunks.push_back(chunk),
+            Some(chunk) if done.result > 0 && !state.closed && !state.spill.is_empty() => {
+                state.spill.extend_from_slice(pool.bytes(&chunk));
+                pool.recycle(chunk);
+                returned = true;
+            }
+            Some(chunk) if done.result > 0 && !state.closed => {
+                if state.chunks.is_empty() {
+                    state.held_since = self.shard.turn();
+                }
+                state.chunks.push_back(chunk);
+                if !state.holding {
+                    state.holding = true;
+                    self.shard.holds(self.clone());
+                }
+            }
             // Data for a socket already closed, or a buffer with no data.
             Some(chunk) => {
                 pool.recycle(chunk);
@@ -259,27 +323,53 @@ impl Source {
                 _ => {}
             },
         }
+        if state.chunks.len() >= MAX_CHUNKS {
+            // The kit is not reading: give the pool its buffers back.
+            state.spill_chunks(pool);
+            returned = true;
+        }
         if done.last {
-            match state.arm {
-                Arm::Starved if !state.closed => self.shard.starve(self.clone()),
-                _ => state.arm = Arm::Off,
+            if state.arm == Arm::Starved && !state.closed {
+                self.shard.starve(self.clone());
+            } else {
+                state.arm = Arm::Off;
             }
             let more = !state.eof && state.error.is_none() && !state.closed;
-            if more && state.arm == Arm::Off && state.chunks.len() < MAX_CHUNKS {
-                // Ended for a reason of the kernel's (its completion queue overflowed, say):
-                // go on receiving.
-                match ring.recv_multi(self.fd(), pool, Op::Recv(self.clone())) {
-                    Ok(id) => state.arm = Arm::On(id),
-                    Err(e) => fail_read(&mut state, e),
-                }
+            if more && state.arm == Arm::Off && state.wants_more() {
+                self.receive(ring, &mut state);
             }
-        } else if state.chunks.len() >= MAX_CHUNKS {
+        } else if !state.wants_more() {
+            // A multishot receive the kit is not keeping up with.
             if let Arm::On(id) = state.arm {
                 state.arm = Arm::Cancelling;
                 let _ = ring.cancel(id);
             }
         }
         wake(&mut state.reader);
+        drop(state);
+        if returned {
+            self.shard.buffers_returned();
+        }
+    }
+
+    /// At the end of loop turn `turn`: if the kit has left this source's buffers unread for two
+    /// turns, it is not reading; give them back. `false` once the source holds none.
+    pub(crate) fn sweep(self: &Arc<Self>, ring: &mut Ring<Op>, turn: u64) -> bool {
+        let mut state = lock(&self.state);
+        if state.closed || state.chunks.is_empty() {
+            state.holding = false;
+            return false;
+        }
+        if turn.wrapping_sub(state.held_since) < 2 {
+            return true;
+        }
+        state.spill_chunks(&self.shard.pool);
+        state.holding = false;
+        if let Arm::On(id) = state.arm {
+            state.arm = Arm::Cancelling; // to receive one buffer at a time from now on
+            let _ = ring.cancel(id);
+        }
+        false
     }
 
     fn accepted(self: &Arc<Self>, ring: &mut Ring<Op>, done: Completion<Op>) {
@@ -404,6 +494,14 @@ impl StreamIo for Registered {
         let pool = &source.shard.pool;
         let mut state = lock(&source.state);
         let (mut n, mut returned) = (0, false);
+        if !state.spill.is_empty() {
+            let take = state.spill.len().min(limit);
+            buf.extend_from_slice(&state.spill.split_to(take));
+            if state.spill.is_empty() {
+                state.spill = BytesMut::new(); // an idle connection holds no memory
+            }
+            n = take;
+        }
         while n < limit {
             let Some(front) = state.chunks.front_mut() else {
                 break;
@@ -420,6 +518,7 @@ impl StreamIo for Registered {
                 }
             }
         }
+        state.held_since = source.shard.turn();
         let result = if n > 0 {
             Poll::Ready(Ok(n))
         } else if let Some(e) = state.error.take() {
@@ -430,10 +529,8 @@ impl StreamIo for Registered {
             state.reader = Some(cx.waker().clone());
             Poll::Pending
         };
-        let rearm = state.arm == Arm::Off
-            && !state.eof
-            && state.error.is_none()
-            && state.chunks.len() < MAX_CHUNKS;
+        let rearm =
+            state.arm == Arm::Off && !state.eof && state.error.is_none() && state.wants_more();
         if rearm {
             state.arm = Arm::Queued;
         }

@@ -11,7 +11,7 @@ use std::cell::Cell;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -56,6 +56,11 @@ pub(crate) struct Shard {
     /// Sources whose receive stopped for want of buffers.
     starved: Mutex<VecDeque<Arc<Source>>>,
     any_starved: AtomicBool,
+    /// Sources holding filled buffers: each turn, those the kit has left unread for two turns
+    /// give them back ([`Source::sweep`]).
+    holders: Mutex<Vec<Arc<Source>>>,
+    /// Loop turns so far.
+    turn: AtomicU64,
 }
 
 impl Shard {
@@ -84,6 +89,8 @@ impl Shard {
                         send_buffers: Mutex::default(),
                         starved: Mutex::default(),
                         any_starved: AtomicBool::new(false),
+                        holders: Mutex::default(),
+                        turn: AtomicU64::new(0),
                     });
                     Ok::<_, io::Error>((shard, ring, clapper))
                 })();
@@ -217,7 +224,30 @@ impl Shard {
                     completion.owner.clone().complete(ring, completion);
                 }
             });
+            self.sweep(&mut ring);
+            // Receives that ran dry in this turn may have missed the buffers that came back in
+            // it (a connection that stops reading gives back all it held at once).
+            self.buffers_returned();
         }
+    }
+
+    /// The loop turn this is.
+    pub(crate) fn turn(&self) -> u64 {
+        self.turn.load(Ordering::Relaxed)
+    }
+
+    /// `source` holds filled buffers now (it was holding none).
+    pub(crate) fn holds(&self, source: Arc<Source>) {
+        lock(&self.holders).push(source);
+    }
+
+    /// End a loop turn: the sources whose buffers the kit has not read for two turns give them
+    /// back.
+    fn sweep(&self, ring: &mut Ring<Op>) {
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut holders = std::mem::take(&mut *lock(&self.holders));
+        holders.retain(|source| source.sweep(ring, turn));
+        lock(&self.holders).append(&mut holders);
     }
 
     /// The next task to run. (Not a `while let` on the lock: a task that wakes itself would

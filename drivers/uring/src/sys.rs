@@ -84,7 +84,8 @@ impl<T> Ring<T> {
         Ok(key)
     }
 
-    /// A multishot receive into buffers of `pool`.
+    /// A multishot receive into buffers of `pool`: a completion for each buffer filled, until
+    /// it is cancelled or the pool runs dry.
     pub(crate) fn recv_multi(
         &mut self,
         fd: BorrowedFd<'_>,
@@ -92,6 +93,17 @@ impl<T> Ring<T> {
         owner: T,
     ) -> io::Result<u64> {
         let entry = opcode::RecvMulti::new(types::Fd(fd.as_raw_fd()), pool.group).build();
+        // SAFETY: a receive into a provided buffer points to no memory of ours but the pool's,
+        // which is never freed.
+        unsafe { self.push(entry, Some(owner), None) }
+    }
+
+    /// A receive into one buffer of `pool`, picked by the kernel when data is there.
+    pub(crate) fn recv(&mut self, fd: BorrowedFd<'_>, pool: &Pool, owner: T) -> io::Result<u64> {
+        let entry = opcode::Recv::new(types::Fd(fd.as_raw_fd()), std::ptr::null_mut(), pool.size)
+            .buf_group(pool.group)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT);
         // SAFETY: a receive into a provided buffer points to no memory of ours but the pool's,
         // which is never freed.
         unsafe { self.push(entry, Some(owner), None) }
