@@ -20,6 +20,7 @@ need() {
 }
 need nsd nsd
 need dnsperf dnsperf
+need dig dnsutils
 NSD=$(command -v nsd || echo /usr/sbin/nsd)
 
 work=$(mktemp -d)
