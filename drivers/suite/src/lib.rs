@@ -896,6 +896,82 @@ pub fn back_pressure_against_a_slow_reader(driver: &dyn Driver) {
     server.stop();
 }
 
+/// Peers that send without ever reading their replies are held back by TCP, and hold back no
+/// one else: 400 of them, each stalled (its writes have made no progress for 2 s), and a
+/// newcomer is still answered. (On io_uring, whose connections share a shard's receive
+/// buffers, such peers once took all of them.)
+pub fn peers_that_never_read_do_not_starve_the_others(driver: &dyn Driver) {
+    const STALLED: usize = 400;
+    let (acceptor, _closes) = echo(
+        |t: &mut Tendril| {
+            let mut config = *t.config();
+            config.high_watermark = 16 * 1024;
+            config.low_watermark = 4 * 1024;
+            t.set_config(config);
+            lines(t);
+        },
+        false,
+    );
+    // Small socket buffers on both sides, so that the replies back up quickly.
+    let small = WrapperChain::new()
+        .chain(tendril_net::options::recv_buffer_size(4096))
+        .chain(tendril_net::options::send_buffer_size(4096));
+    let server = driver.start("tcp", "127.0.0.1:0", acceptor, small).unwrap();
+    let addr = ip(&*server);
+    let (stalled_tx, stalled_rx) = mpsc::channel();
+    for _ in 0..STALLED {
+        let stalled_tx = stalled_tx.clone();
+        std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                use tendril_net::socket2::{Domain, Socket, Type};
+                let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+                socket.set_recv_buffer_size(4096).unwrap();
+                socket.set_send_buffer_size(4096).unwrap();
+                socket.connect(&addr.into()).unwrap();
+                let mut stream = TcpStream::from(socket);
+                stream
+                    .set_write_timeout(Some(Duration::from_secs(2)))
+                    .unwrap();
+                let block =
+                    b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abc\r\n".repeat(64);
+                let mut reported = false;
+                loop {
+                    match stream.write(&block) {
+                        Ok(_) => {}
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                            ) =>
+                        {
+                            if !reported {
+                                reported = true;
+                                let _ = stalled_tx.send(stream.try_clone().unwrap());
+                            }
+                        }
+                        Err(_) => return, // shut down at the end
+                    }
+                }
+            })
+            .unwrap();
+    }
+    let stalled: Vec<TcpStream> = (0..STALLED)
+        .map(|_| stalled_rx.recv_timeout(Duration::from_secs(300)).unwrap())
+        .collect();
+    let mut fresh = connect(addr);
+    fresh.write_all(b"still there?\r\n").unwrap();
+    assert_eq!(
+        read_n(&mut fresh, 14),
+        b"still there?\r\n",
+        "the newcomer is answered while {STALLED} peers hold their replies unread"
+    );
+    for stream in stalled {
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    }
+    server.stop();
+}
+
 /// A line server that answers `STARTTLS` with `220 go ahead` and wraps itself in TLS, and
 /// `250 <line>` to anything else. Reports the lines it saw and its closes.
 fn starttls(
@@ -1251,6 +1327,7 @@ macro_rules! driver_suite {
             stop_semantics,
             thousand_connections,
             back_pressure_against_a_slow_reader,
+            peers_that_never_read_do_not_starve_the_others,
             tls_and_starttls,
             tls_peers_hanging_up_mid_handshake_are_closed,
             a_udp_peer_stays_on_one_shard,
