@@ -55,6 +55,7 @@ pub mod framer;
 mod layer;
 mod outgoing;
 pub mod testkit;
+mod time;
 #[cfg(feature = "rustls")]
 pub mod tls;
 pub mod tracker;

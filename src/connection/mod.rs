@@ -9,6 +9,7 @@ use core::fmt;
 use core::time::Duration;
 
 use crate::layer::LayerSlot;
+use crate::time::{MaybeNanos, Nanos};
 use crate::{Addr, BoxFramer, FrameError, Framer, Layer, LayerError, Outgoing, Proto};
 
 mod application;
@@ -238,14 +239,14 @@ pub struct Tendril<In = Bytes, Out = In> {
     layers_closed: bool,
     /// The application paused frame delivery.
     recv_paused: bool,
-    now: Duration,
-    last_received: Duration,
+    now: Nanos,
+    last_received: Nanos,
     /// When the partial frame now buffered began (for the frame timeout).
     frame_started: Option<Duration>,
     linger_deadline: Option<Duration>,
     /// When the newest layer was wrapped (its handshake began).
-    handshake_started: Duration,
-    timer: Option<Duration>,
+    handshake_started: Nanos,
+    timer: MaybeNanos,
     stats: Stats,
     /// A framer was replaced (`set_recv_framer*` / `set_send_framer*`) since the tracker last
     /// looked: the tracker's shared framers are not this peer's any more.
@@ -326,12 +327,12 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
             layers_closing: false,
             layers_closed: false,
             recv_paused: false,
-            now: Duration::ZERO,
-            last_received: Duration::ZERO,
+            now: Nanos::ZERO,
+            last_received: Nanos::ZERO,
             frame_started: None,
             linger_deadline: None,
-            handshake_started: Duration::ZERO,
-            timer: None,
+            handshake_started: Nanos::ZERO,
+            timer: MaybeNanos::NONE,
             stats: Stats::default(),
             framers_replaced: false,
         }
@@ -352,9 +353,9 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
 
     /// Start the connection's clocks at `now` (builder style): the idle timeout counts from here.
     pub fn started_at(mut self, now: Duration) -> Self {
-        self.now = now;
-        self.last_received = now;
-        self.handshake_started = now;
+        self.now = Nanos::new(now);
+        self.last_received = Nanos::new(now);
+        self.handshake_started = Nanos::new(now);
         self
     }
 
@@ -434,7 +435,7 @@ impl<In, Out> Tendril<In, Out> {
 
     /// The last time passed in by the driver.
     pub fn now(&self) -> Duration {
-        self.now
+        self.now.get()
     }
 
     /// The receive buffer: bytes that arrived (after all layers) and are not framed yet.
@@ -466,7 +467,7 @@ impl<In, Out> Tendril<In, Out> {
 
     /// `n` bytes were appended to [`read_buf`](Self::read_buf) at time `now`.
     pub fn handle_read(&mut self, now: Duration, n: usize) {
-        self.now = now;
+        self.now = Nanos::new(now);
         if self.finishing_handshake() {
             self.pump_recv();
             self.recv_buf.clear();
@@ -483,7 +484,7 @@ impl<In, Out> Tendril<In, Out> {
         if n == 0 {
             return;
         }
-        self.last_received = now;
+        self.last_received = Nanos::new(now);
         self.stats.bytes_received += n as u64;
         self.pump_recv();
     }
@@ -492,7 +493,7 @@ impl<In, Out> Tendril<In, Out> {
     /// contract: only while [`wants_read`](Self::wants_read)).
     pub fn handle_data(&mut self, now: Duration, data: &[u8]) {
         if self.state == State::Closed {
-            self.now = now;
+            self.now = Nanos::new(now);
             return;
         }
         self.read_buf().extend_from_slice(data);
@@ -510,11 +511,11 @@ impl<In, Out> Tendril<In, Out> {
 
     /// Shared by the datagram inputs: `true` if the datagram is to be framed.
     fn accept_datagram(&mut self, now: Duration, len: usize, truncated: bool) -> bool {
-        self.now = now;
+        self.now = Nanos::new(now);
         if self.state != State::Open {
             return false;
         }
-        self.last_received = now;
+        self.last_received = Nanos::new(now);
         self.stats.bytes_received += len as u64;
         if truncated {
             self.events.push_back(Event::DatagramTruncated);
@@ -532,7 +533,7 @@ impl<In, Out> Tendril<In, Out> {
     /// its goodbye is skipped: a TLS peer that hangs up mid-handshake is closed, not kept
     /// waiting for a handshake that cannot complete.
     pub fn handle_eof(&mut self, now: Duration) {
-        self.now = now;
+        self.now = Nanos::new(now);
         self.eof = true;
         if self.is_handshaking() {
             self.layers_closed = true;
@@ -541,14 +542,14 @@ impl<In, Out> Tendril<In, Out> {
 
     /// The socket failed: the connection closes at once with [`CloseReason::Io`].
     pub fn handle_error(&mut self, now: Duration, message: impl Into<String>) {
-        self.now = now;
+        self.now = Nanos::new(now);
         self.fail(CloseReason::Io(message.into()));
     }
 
     /// The driver's timer fired: handshake, idle, frame and linger timeouts and the
     /// application's timer.
     pub fn handle_timeout(&mut self, now: Duration) {
-        self.now = now;
+        self.now = Nanos::new(now);
         if self.state == State::Closed {
             return;
         }
@@ -563,7 +564,7 @@ impl<In, Out> Tendril<In, Out> {
         }
         if self.state == State::Open {
             if let Some(idle) = self.config.idle_timeout {
-                if now >= self.last_received + idle {
+                if now >= self.last_received.get() + idle {
                     self.close_with(CloseReason::IdleTimeout);
                 }
             }
@@ -571,8 +572,8 @@ impl<In, Out> Tendril<In, Out> {
         if self.state == State::Open && self.frame_deadline().is_some_and(|d| now >= d) {
             self.close_with(CloseReason::FrameTimeout);
         }
-        if self.timer.is_some_and(|t| now >= t) {
-            self.timer = None;
+        if self.timer.get().is_some_and(|t| now >= t) {
+            self.timer = MaybeNanos::NONE;
             self.events.push_back(Event::Timer);
         }
     }
@@ -584,7 +585,9 @@ impl<In, Out> Tendril<In, Out> {
         }
         let (idle, frame) = match self.state {
             State::Open => (
-                self.config.idle_timeout.map(|i| self.last_received + i),
+                self.config
+                    .idle_timeout
+                    .map(|i| self.last_received.get() + i),
                 self.frame_deadline(),
             ),
             _ => (None, None),
@@ -594,7 +597,7 @@ impl<In, Out> Tendril<In, Out> {
             frame,
             self.handshake_deadline(),
             self.linger_deadline,
-            self.timer,
+            self.timer.get(),
         ]
         .into_iter()
         .flatten()
@@ -620,7 +623,7 @@ impl<In, Out> Tendril<In, Out> {
                 if self.eof && self.linger_deadline.is_none() {
                     // The peer stopped sending and reads none of its replies: stalled, so the
                     // linger timeout bounds it as it bounds a close.
-                    self.linger_deadline = self.config.linger.map(|l| self.now + l);
+                    self.linger_deadline = self.config.linger.map(|l| self.now.get() + l);
                 }
                 return None;
             }
@@ -634,14 +637,14 @@ impl<In, Out> Tendril<In, Out> {
             match result {
                 Ok(Some(frame)) => {
                     self.stats.frames_received += 1;
-                    self.frame_started = (!self.recv_buf.is_empty()).then_some(self.now);
+                    self.frame_started = (!self.recv_buf.is_empty()).then_some(self.now.get());
                     return Some(frame);
                 }
                 Ok(None) => {
                     if self.recv_buf.is_empty() {
                         self.frame_started = None;
                     } else if self.frame_started.is_none() {
-                        self.frame_started = Some(self.now);
+                        self.frame_started = Some(self.now.get());
                     }
                     if self.eof {
                         if self.proto.is_datagram() {
@@ -750,7 +753,7 @@ impl<In, Out> Tendril<In, Out> {
     /// connection is then closed; after [`finish`](Self::finish) it goes on reading until the
     /// peer's EOF.
     pub fn handle_shutdown(&mut self, now: Duration) {
-        self.now = now;
+        self.now = Nanos::new(now);
         self.write_shut = true;
         if self.state == State::Closing {
             let reason = self.closing.take().unwrap_or(CloseReason::Closed);
@@ -940,7 +943,7 @@ impl<In, Out> Tendril<In, Out> {
 
     /// Set (or clear) the application's timer; [`Application::timer`] runs when it expires.
     pub fn set_timer(&mut self, at: Option<Duration>) {
-        self.timer = at;
+        self.timer = MaybeNanos::new(at);
     }
 
     /// Wrap the byte stream in a layer (e.g. TLS), at any time, also from inside
@@ -996,7 +999,7 @@ impl<In, Out> Tendril<In, Out> {
         if self.layers_closed || !self.is_handshaking() {
             return None;
         }
-        Some(self.handshake_started + self.config.handshake_timeout?)
+        Some(self.handshake_started.get() + self.config.handshake_timeout?)
     }
 
     /// When the partial frame buffered now must be complete.
@@ -1030,7 +1033,7 @@ impl<In, Out> Tendril<In, Out> {
         self.state = State::Closing;
         self.closing = Some(reason);
         // A stall after the peer's EOF may have set an earlier one.
-        let linger = self.config.linger.map(|l| self.now + l);
+        let linger = self.config.linger.map(|l| self.now.get() + l);
         self.linger_deadline = match (self.linger_deadline, linger) {
             (Some(stalled), Some(closing)) => Some(stalled.min(closing)),
             (stalled, closing) => stalled.or(closing),
@@ -1057,7 +1060,7 @@ impl<In, Out> Tendril<In, Out> {
         self.state = State::Closed;
         self.closing = None;
         self.linger_deadline = None;
-        self.timer = None;
+        self.timer = MaybeNanos::NONE;
         self.want_writable = false;
         self.recv_buf = BytesMut::new();
         self.out.shrink();

@@ -15,6 +15,7 @@ use core::time::Duration;
 use bytes::BytesMut;
 
 use super::{State, Stats, Tendril};
+use crate::time::Nanos;
 use crate::{Addr, BoxFramer, Config, FrameError, Framer, Outgoing};
 
 /// An idle datagram peer: what survives between datagrams.
@@ -135,8 +136,8 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
         self.framers_replaced = false;
         self.local = local;
         self.remote = remote;
-        self.now = parked.last_received;
-        self.last_received = parked.last_received;
+        self.now = Nanos::new(parked.last_received);
+        self.last_received = Nanos::new(parked.last_received);
         self.stats = parked.stats;
     }
 
@@ -154,7 +155,7 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
             && !self.finishing
             && !self.recv_paused
             && self.frame_started.is_none()
-            && self.timer.is_none()
+            && self.timer.get().is_none()
             && self.config == *config
     }
 
@@ -182,8 +183,8 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
         debug_assert!(self.can_park(config) && !self.framers_replaced);
         self.local = local;
         self.remote = remote;
-        self.now = last_received;
-        self.last_received = last_received;
+        self.now = Nanos::new(last_received);
+        self.last_received = Nanos::new(last_received);
         self.stats = stats;
     }
 
@@ -210,7 +211,7 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
 
     /// What a parked peer keeps besides its framers: last receive and counters.
     pub(crate) fn parked_state(&self) -> (Duration, Stats) {
-        (self.last_received, self.stats)
+        (self.last_received.get(), self.stats)
     }
 
     /// Move the peer out (check [`can_park`](Self::can_park) first); this tendril is left
@@ -219,7 +220,7 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
         Parked {
             recv: core::mem::replace(&mut self.recv, vacant()),
             send: core::mem::replace(&mut self.send, vacant()),
-            last_received: self.last_received,
+            last_received: self.last_received.get(),
             stats: self.stats,
         }
     }
