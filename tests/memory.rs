@@ -1,4 +1,5 @@
-//! Memory held by idle connections and tracked peers, measured with a counting allocator.
+//! Memory held by idle connections and tracked peers (with framers of their own, and on shared
+//! stateless framers), and allocations per datagram, measured with a counting allocator.
 //! Run `cargo test --test memory -- --nocapture` to see the figures.
 
 use bytes::Bytes;
@@ -55,9 +56,53 @@ fn idle_connections_and_peers_hold_little_memory() {
     );
     drop(tendrils);
 
-    // UDP: 100,000 peers that sent one datagram each and got a reply.
-    let before = live_bytes();
+    // UDP: 100,000 peers that sent one datagram each and got a reply, each with framers of
+    // its own (the default) ...
+    let (tracker, per_udp) = idle_peers(TrackerConfig::default());
+    eprintln!("idle tracked UDP peer: {per_udp} bytes (table, slot, tendril, framers, timer)");
+    assert!(
+        per_udp <= 256,
+        "{per_udp} bytes per idle UDP peer (goal: 256)"
+    );
+    drop(tracker);
+
+    // ... and on shared stateless framers (`TrackerConfig::stateless_framers`).
     let mut config = TrackerConfig::default();
+    config.stateless_framers = true;
+    let (mut tracker, per_peer) = idle_peers(config);
+    eprintln!("idle tracked UDP peer on shared framers: {per_peer} bytes");
+    assert!(per_peer <= 192, "{per_peer} bytes per idle UDP peer");
+
+    // Steady state on shared framers: every peer again, twice; the second round must not
+    // allocate.
+    let round = |tracker: &mut Tracker<Bytes, Bytes, Echo>| {
+        for i in (0..PEERS).rev() {
+            tracker.handle_datagram(NOW, LOCAL, peer(i), &[b'q'; 64], false);
+            while tracker.poll_transmit().is_some() {}
+        }
+    };
+    round(&mut tracker);
+    let allocated = dhat::HeapStats::get().total_blocks;
+    round(&mut tracker);
+    let per_datagram = (dhat::HeapStats::get().total_blocks - allocated) as f64 / f64::from(PEERS);
+    eprintln!("allocations per datagram on shared framers: {per_datagram}");
+    assert_eq!(per_datagram, 0.0);
+    assert_eq!(tracker.len(), PEERS as usize);
+}
+
+/// Tracked UDP peers for the memory figures.
+const PEERS: u32 = 100_000;
+const LOCAL: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 53);
+const NOW: Duration = Duration::from_secs(1);
+
+fn peer(i: u32) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::from(0x0a00_0000 + i), 4000))
+}
+
+/// A tracker on `config` with [`PEERS`] peers that each sent one datagram and got a reply, and
+/// the heap bytes each of them holds.
+fn idle_peers(mut config: TrackerConfig) -> (Tracker<Bytes, Bytes, Echo>, usize) {
+    let before = live_bytes();
     config.max_peers = 200_000;
     let mut tracker = Tracker::new(
         Proto::UDP,
@@ -65,18 +110,11 @@ fn idle_connections_and_peers_hold_little_memory() {
         || (Identity::new().boxed(), Identity::new().boxed()),
         |_: &mut Tendril| Ok::<_, Reject>(Echo),
     );
-    let local = SocketAddr::from((Ipv4Addr::LOCALHOST, 53));
-    for i in 0..100_000u32 {
-        let peer = SocketAddr::from((Ipv4Addr::from(0x0a00_0000 + i), 4000));
-        tracker.handle_datagram(Duration::ZERO, local, peer, b"q", false);
+    for i in 0..PEERS {
+        tracker.handle_datagram(NOW, LOCAL, peer(i), b"q", false);
         while tracker.poll_transmit().is_some() {}
         while tracker.poll_event().is_some() {}
     }
-    let per_udp = (live_bytes() - before) / 100_000;
-    eprintln!("idle tracked UDP peer: {per_udp} bytes (table, slot, tendril, framers, timer)");
-    assert!(
-        per_udp <= 256,
-        "{per_udp} bytes per idle UDP peer (goal: 256)"
-    );
-    assert_eq!(tracker.len(), 100_000);
+    let per_peer = (live_bytes() - before) / PEERS as usize;
+    (tracker, per_peer)
 }
