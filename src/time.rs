@@ -1,7 +1,17 @@
-//! Times a connection keeps in 8 bytes instead of a `Duration`'s 16: nanoseconds on the
-//! caller's clock, saturating (at 584 years).
+//! Times kept in 8 bytes instead of a `Duration`'s 16 (a connection's clocks, parked peers'
+//! times in the tracker): nanoseconds on the caller's clock, saturating (at 584 years).
 
 use core::time::Duration;
+
+/// `t` in nanoseconds, saturating (584 years).
+pub(crate) fn nanos(t: Duration) -> u64 {
+    u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// `n` nanoseconds.
+pub(crate) fn from_nanos(n: u64) -> Duration {
+    Duration::from_nanos(n)
+}
 
 /// A time on the caller's clock, in nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -11,11 +21,11 @@ impl Nanos {
     pub(crate) const ZERO: Nanos = Nanos(0);
 
     pub(crate) fn new(t: Duration) -> Nanos {
-        Nanos(u64::try_from(t.as_nanos()).unwrap_or(u64::MAX))
+        Nanos(nanos(t))
     }
 
     pub(crate) fn get(self) -> Duration {
-        Duration::from_nanos(self.0)
+        from_nanos(self.0)
     }
 }
 
@@ -28,11 +38,11 @@ impl MaybeNanos {
     pub(crate) const NONE: MaybeNanos = MaybeNanos(u64::MAX);
 
     pub(crate) fn new(t: Option<Duration>) -> MaybeNanos {
-        t.map_or(Self::NONE, |t| MaybeNanos(Nanos::new(t).0))
+        t.map_or(Self::NONE, |t| MaybeNanos(nanos(t)))
     }
 
     pub(crate) fn get(self) -> Option<Duration> {
-        (self != Self::NONE).then(|| Duration::from_nanos(self.0))
+        (self != Self::NONE).then(|| from_nanos(self.0))
     }
 }
 

@@ -13,6 +13,7 @@ use core::time::Duration;
 use hashbrown::{DefaultHashBuilder, HashMap};
 
 use crate::connection::{Parked, Stats};
+use crate::time::{from_nanos, nanos};
 
 use crate::{Addr, Application, BoxFramer, CloseReason, Config, Proto, Reject, Tendril};
 
@@ -221,15 +222,6 @@ type Key = (Addr, Addr);
 
 /// Deadlines of peers in nanoseconds, earliest first.
 type Timers = BinaryHeap<Reverse<(u64, ConnId)>>;
-
-/// A time in nanoseconds (saturating, 584 years): parked peers' times in 8 bytes.
-fn nanos(t: Duration) -> u64 {
-    u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)
-}
-
-fn from_nanos(n: u64) -> Duration {
-    Duration::from_nanos(n)
-}
 
 /// A key as a slot stores it: an IPv4 pair in 12 bytes, anything else boxed, so the slot's
 /// first cache line holds it.
