@@ -19,7 +19,7 @@ use std::task::{Context, Poll, Waker};
 use tendril_net::lock;
 use tendril_net::runtime::{Interest, Listener, Readiness, StreamIo};
 
-use crate::shard::Shard;
+use crate::shard::{Shard, BUFFER_SIZE};
 use crate::sys::{accepted_fd, Chunk, Completion, Pool, Ring};
 
 /// Filled buffers one connection may hold unread. When it holds this many, or has held some
@@ -31,7 +31,7 @@ use crate::sys::{accepted_fd, Chunk, Completion, Pool, Ring};
 /// it). So peers that send without reading cannot hold the pool the others receive into.
 const MAX_CHUNKS: usize = 8;
 /// The most bytes a connection keeps spilled before its receive stays paused.
-const MAX_SPILL: usize = MAX_CHUNKS * 16 * 1024;
+const MAX_SPILL: usize = MAX_CHUNKS * BUFFER_SIZE as usize;
 /// Accepted connections queued before the multishot accept is paused.
 const MAX_ACCEPTED: usize = 64;
 /// The most bytes one send takes from the kit's queue.
@@ -118,11 +118,15 @@ struct State {
 impl State {
     /// Move the bytes of the held buffers to the spill and give the buffers back.
     fn spill_chunks(&mut self, pool: &Pool) {
-        let State { chunks, spill, .. } = self;
-        for chunk in chunks.drain(..) {
-            spill.extend_from_slice(pool.bytes(&chunk));
-            pool.recycle(chunk);
+        while let Some(chunk) = self.chunks.pop_front() {
+            self.spill_chunk(pool, chunk);
         }
+    }
+
+    /// Move the bytes of `chunk` to the spill and give the buffer back.
+    fn spill_chunk(&mut self, pool: &Pool, chunk: Chunk) {
+        self.spill.extend_from_slice(pool.bytes(&chunk));
+        pool.recycle(chunk);
     }
 
     /// Room for more received bytes: fewer than [`MAX_CHUNKS`] buffers held, and little
@@ -296,8 +300,7 @@ impl Source {
         let chunk = pool.chunk(done.flags, done.result.max(0) as u32);
         match chunk {
             Some(chunk) if done.result > 0 && !state.closed && !state.spill.is_empty() => {
-                state.spill.extend_from_slice(pool.bytes(&chunk));
-                pool.recycle(chunk);
+                state.spill_chunk(pool, chunk);
                 returned = true;
             }
             Some(chunk) if done.result > 0 && !state.closed => {

@@ -25,7 +25,7 @@ use crate::sys::{Completion, Pool, Ring};
 const RING_ENTRIES: u32 = 4096;
 /// Receive buffers per shard, and their size: 16 MiB that idle connections do not hold.
 const BUFFERS: u16 = 1024;
-const BUFFER_SIZE: u32 = 16 * 1024;
+pub(crate) const BUFFER_SIZE: u32 = 16 * 1024;
 /// Send buffers a shard keeps for reuse (each grows to what one send takes, at most 256 KiB).
 const SPARE_SEND_BUFFERS: usize = 64;
 
