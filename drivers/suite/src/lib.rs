@@ -180,6 +180,19 @@ fn connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
+/// A client to `addr` whose receive buffer (and send buffer, with `small_send`) is 4 KiB, so
+/// that what it does not read backs up into the server quickly.
+fn connect_with_small_buffers(addr: SocketAddr, small_send: bool) -> TcpStream {
+    use tendril_net::socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    if small_send {
+        socket.set_send_buffer_size(4096).unwrap();
+    }
+    socket.connect(&addr.into()).unwrap();
+    socket.into()
+}
+
 fn read_n(stream: &mut impl Read, n: usize) -> Vec<u8> {
     let mut buf = vec![0; n];
     stream.read_exact(&mut buf).expect("reply within 10 s");
@@ -867,15 +880,7 @@ pub fn back_pressure_against_a_slow_reader(driver: &dyn Driver) {
     let server = driver
         .start("tcp", "127.0.0.1:0", acceptor, WrapperChain::new())
         .unwrap();
-    let client = tendril_net::socket2::Socket::new(
-        tendril_net::socket2::Domain::IPV4,
-        tendril_net::socket2::Type::STREAM,
-        None,
-    )
-    .unwrap();
-    client.set_recv_buffer_size(4096).unwrap();
-    client.connect(&ip(&*server).into()).unwrap();
-    let mut client: TcpStream = client.into();
+    let mut client = connect_with_small_buffers(ip(&*server), false);
     client
         .set_write_timeout(Some(Duration::from_secs(2)))
         .unwrap();
@@ -924,12 +929,7 @@ pub fn peers_that_never_read_do_not_starve_the_others(driver: &dyn Driver) {
         std::thread::Builder::new()
             .stack_size(64 * 1024)
             .spawn(move || {
-                use tendril_net::socket2::{Domain, Socket, Type};
-                let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-                socket.set_recv_buffer_size(4096).unwrap();
-                socket.set_send_buffer_size(4096).unwrap();
-                socket.connect(&addr.into()).unwrap();
-                let mut stream = TcpStream::from(socket);
+                let mut stream = connect_with_small_buffers(addr, true);
                 stream
                     .set_write_timeout(Some(Duration::from_secs(2)))
                     .unwrap();
