@@ -22,6 +22,9 @@ pub const MAX_DATAGRAM: usize = 65_536;
 /// `recvmmsg` on Linux, 1 where the platform has no batch receive.
 pub const RECV_BATCH: usize = quinn_udp::BATCH_SIZE;
 
+/// The most datagrams one batched send (`sendmmsg`) carries.
+const SEND_BATCH: usize = RECV_BATCH;
+
 /// The most payload bytes one GSO send may carry (the IPv4 UDP limit, 65,535 minus the IP and
 /// UDP headers; IPv6 allows a little more).
 const MAX_GSO_BYTES: usize = 65_507;
@@ -234,6 +237,75 @@ impl UdpIo {
         };
         self.state.try_send(socket.into(), &transmit)
     }
+
+    /// `true` when datagrams to different peers may leave in one system call
+    /// ([`send_batch`](Self::send_batch)): on Linux, from a socket bound to one address. A
+    /// wildcard-bound socket names each datagram's source address in an `IP_PKTINFO` control
+    /// message, which `rustix`'s `sendmmsg` does not carry, so it sends them one by one.
+    fn sends_batches(&self) -> bool {
+        cfg!(target_os = "linux") && !self.local.ip().is_unspecified()
+    }
+
+    /// Send each of `datagrams` (at most [`SEND_BATCH`]; the rest wait) as its own datagram in
+    /// one `sendmmsg`. Returns how many left, at least one; an error is the first datagram's.
+    #[cfg(target_os = "linux")]
+    fn send_batch<'d, S: std::os::fd::AsFd>(
+        &self,
+        socket: &S,
+        datagrams: impl IntoIterator<Item = (SocketAddr, &'d [u8])>,
+    ) -> io::Result<usize> {
+        use rustix::net::addr::SocketAddrArg;
+        use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny};
+        use std::io::IoSlice;
+        let mut datagrams = datagrams.into_iter();
+        let mut count = 0;
+        let parts: [(SocketAddrAny, [IoSlice<'d>; 1]); SEND_BATCH] =
+            std::array::from_fn(|_| match datagrams.next() {
+                Some((remote, data)) => {
+                    count += 1;
+                    (self.addressable(remote).as_any(), [IoSlice::new(data)])
+                }
+                None => (self.local.as_any(), [IoSlice::new(&[])]),
+            });
+        let mut controls: [SendAncillaryBuffer<'_, '_, '_>; SEND_BATCH] =
+            std::array::from_fn(|_| SendAncillaryBuffer::default());
+        let mut next = 0;
+        let mut messages = controls.each_mut().map(|control| {
+            let (remote, iov) = &parts[next];
+            next += 1;
+            MMsgHdr::new_with_addr(remote, iov, control)
+        });
+        Ok(rustix::net::sendmmsg(
+            socket,
+            &mut messages[..count],
+            SendFlags::empty(),
+        )?)
+    }
+
+    /// Without `sendmmsg`: the first datagram alone.
+    #[cfg(not(target_os = "linux"))]
+    fn send_batch<'d, S: std::os::fd::AsFd>(
+        &self,
+        socket: &S,
+        datagrams: impl IntoIterator<Item = (SocketAddr, &'d [u8])>,
+    ) -> io::Result<usize> {
+        match datagrams.into_iter().next() {
+            Some((remote, data)) => self.send(socket, None, remote, data).map(|()| 1),
+            None => Ok(0),
+        }
+    }
+
+    /// `remote` in the socket's address family: an IPv4 peer of an IPv6 (dual-stack) socket
+    /// as its IPv4-mapped address, as the kernel reported it.
+    #[cfg(target_os = "linux")]
+    fn addressable(&self, remote: SocketAddr) -> SocketAddr {
+        match remote {
+            SocketAddr::V4(v4) if self.local.is_ipv6() => {
+                SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+            }
+            other => other,
+        }
+    }
 }
 
 /// Datagrams waiting for the socket, in order: what a driver's UDP loop takes from the tracker
@@ -290,8 +362,18 @@ impl Outbox {
                 continue;
             };
             let (count, segment_size) = self.run(io.max_segments());
-            let result = if count == 1 {
-                attempt(&mut || io.send(socket, Some(local), remote, &first.data))
+            let singles = if count == 1 { self.singles(io) } else { 0 };
+            let result = if singles > 1 {
+                let mut sent = 0;
+                let batch = self.queue.iter().take(singles);
+                let batch = batch.filter_map(|t| Some((t.remote.ip()?, &t.data[..])));
+                attempt(&mut || {
+                    sent = io.send_batch(socket, batch.clone())?;
+                    Ok(())
+                })
+                .map(|()| sent)
+            } else if count == 1 {
+                attempt(&mut || io.send(socket, Some(local), remote, &first.data)).map(|()| 1)
             } else {
                 self.scratch.clear();
                 for t in self.queue.iter().take(count) {
@@ -299,8 +381,9 @@ impl Outbox {
                 }
                 let data = &self.scratch;
                 attempt(&mut || io.send_segments(socket, Some(local), remote, data, segment_size))
+                    .map(|()| count)
             };
-            match result {
+            let sent = match result {
                 // Full for now (or, on a blocking socket, its send timeout passed): later.
                 Err(e) if crate::transient(&e) => return Err(e),
                 Err(_) if count > 1 => {
@@ -309,12 +392,39 @@ impl Outbox {
                     self.unbatched = count;
                     continue;
                 }
-                Err(e) => failed(remote, e),
-                Ok(()) => {}
-            }
-            self.pop(count);
+                // A batch reports the error of its first datagram.
+                Err(e) => {
+                    failed(remote, e);
+                    1
+                }
+                Ok(sent) => sent,
+            };
+            self.pop(sent);
         }
         Ok(())
+    }
+
+    /// How many datagrams at the front, each leaving alone (not the start of a GSO run), go
+    /// out in one batched send: at most [`SEND_BATCH`], all with IP addresses; 1 where the
+    /// socket cannot batch.
+    fn singles(&self, io: &UdpIo) -> usize {
+        if !io.sends_batches() {
+            return 1;
+        }
+        let gso = io.max_segments() > 1 && self.unbatched == 0;
+        let mut queue = self.queue.iter().peekable();
+        let mut n = 0;
+        while let Some(t) = queue.next() {
+            let addressed = t.local.ip().is_some() && t.remote.ip().is_some();
+            let starts_run = queue
+                .peek()
+                .is_some_and(|next| next.remote == t.remote && next.local == t.local);
+            if n == SEND_BATCH || !addressed || (n > 0 && gso && starts_run) {
+                break;
+            }
+            n += 1;
+        }
+        n.max(1)
     }
 
     /// How many datagrams at the front leave together, and their segment size.
@@ -573,6 +683,46 @@ mod tests {
         for (i, &(to, len)) in plan.iter().enumerate() {
             let socket = if to == to_a { &a } else { &b };
             let (n, from) = socket.recv_from(&mut buf).unwrap();
+            assert_eq!((n, from), (len, here), "datagram {i}");
+            assert!(buf[..n].iter().all(|&x| x == i as u8));
+        }
+    }
+
+    #[test]
+    fn an_outbox_sends_datagrams_to_different_peers_in_one_call_from_a_socket_bound_to_one_address()
+    {
+        let (server, io, a, port) = udp_pair("127.0.0.1:0");
+        let peers = [a, std::net::UdpSocket::bind("127.0.0.1:0").unwrap()];
+        let here = SocketAddr::new("127.0.0.1".parse().unwrap(), port);
+        let mut outbox = Outbox::new();
+        // A GSO run to the first peer, then 30 datagrams taking turns between the two.
+        let mut plan: Vec<(usize, usize)> = vec![(0, 64), (0, 64)];
+        plan.extend((0..30).map(|i| (i % 2, 10 + i)));
+        for (i, &(peer, len)) in plan.iter().enumerate() {
+            let to = peers[peer].local_addr().unwrap();
+            outbox.push(transmit(here, to, &vec![i as u8; len]));
+        }
+        let mut calls = 0;
+        outbox
+            .flush(
+                &io,
+                &server,
+                |send| {
+                    calls += 1;
+                    send()
+                },
+                |to, e| panic!("{to}: {e}"),
+            )
+            .unwrap();
+        assert!(outbox.is_empty());
+        let gso = usize::from(io.max_segments() > 1);
+        if cfg!(target_os = "linux") {
+            // One GSO send (or two plain ones) and one `sendmmsg` for the 30.
+            assert_eq!(calls, 1 + (1 - gso) + 1);
+        }
+        let mut buf = vec![0; MAX_DATAGRAM];
+        for (i, &(peer, len)) in plan.iter().enumerate() {
+            let (n, from) = peers[peer].recv_from(&mut buf).unwrap();
             assert_eq!((n, from), (len, here), "datagram {i}");
             assert!(buf[..n].iter().all(|&x| x == i as u8));
         }
