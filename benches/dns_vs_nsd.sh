@@ -4,7 +4,7 @@
 # core 1; NSD runs one server process with response rate limiting off. Installs `nsd` and
 # `dnsperf` from Debian when they are missing. Prints a markdown table.
 #
-#   benches/dns_vs_nsd.sh [seconds per run, default 6]
+#   [ROUNDS=3] benches/dns_vs_nsd.sh [seconds per run, default 6]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN="${1:-6}"
@@ -82,11 +82,47 @@ qps() { # port, mode
         -l "$SECONDS_PER_RUN" 2>/dev/null | awk '/Queries per second/ {print $4}'
 }
 
-echo "| transport | tendril dns (q/s) | NSD (q/s) | ratio |"
-echo "| --- | ---: | ---: | ---: |"
+# CPU time (clock ticks, user + system) of the processes `pgrep "$@"` names: the server's own
+# cost, whatever share of core 0 it got.
+ticks() {
+    local total=0 pid
+    for pid in $(pgrep "$@"); do
+        # utime and stime, fields 14 and 15, counted after the name in parentheses (NSD names
+        # its processes "nsd: server 1", with spaces).
+        total=$((total + $(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}')))
+    done
+    echo "$total"
+}
+
+# One run: queries/s and CPU µs per query, for the server on port $1 (processes: pgrep "${@:3}").
+measure() { # port, mode, pgrep arguments
+    local before after q
+    before=$(ticks "${@:3}")
+    q=$(qps "$1" "$2")
+    after=$(ticks "${@:3}")
+    awk -v q="$q" -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v s="$SECONDS_PER_RUN" \
+        'BEGIN { printf "%.0f %.2f", q, (q > 0 ? t / hz * 1e6 / (q * s) : 0) }'
+}
+
+ROUNDS="${ROUNDS:-3}"
+echo "Each row alternates the two servers $ROUNDS times ($SECONDS_PER_RUN s per run); the"
+echo "ratio is of the medians. CPU is each server's user + system time per query."
+echo
+echo "| transport | tendril dns (q/s) | NSD (q/s) | ratio | tendril CPU µs/query | NSD CPU µs/query |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 for mode in udp tcp; do
-    ours=$(qps $PORT_TENDRIL $mode)
-    theirs=$(qps $PORT_NSD $mode)
-    ratio=$(awk -v a="$ours" -v b="$theirs" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-    printf '| %s | %.0f | %.0f | %s× |\n' "$mode" "$ours" "$theirs" "$ratio"
+    ours=() theirs=()
+    for _ in $(seq "$ROUNDS"); do
+        ours+=("$(measure $PORT_TENDRIL "$mode" -f "target/release/dns --listen")")
+        theirs+=("$(measure $PORT_NSD "$mode" -f "nsd -d -c $work/nsd.conf")")
+    done
+    field() { printf '%s\n' "${@:2}" | awk -v f="$1" '{ print $f }'; }
+    runs() { printf '%s\n' "${@:2}" | awk -v f="$1" '{ printf "%s%s", (NR > 1 ? " / " : ""), $f }'; }
+    q_ours=$(field 1 "${ours[@]}" | median)
+    q_theirs=$(field 1 "${theirs[@]}" | median)
+    ratio=$(awk -v a="$q_ours" -v b="$q_theirs" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+    printf '| %s | %s (%s) | %s (%s) | %s× | %s | %s |\n' "$mode" \
+        "$q_ours" "$(runs 1 "${ours[@]}")" "$q_theirs" "$(runs 1 "${theirs[@]}")" "$ratio" \
+        "$(field 2 "${ours[@]}" | median)" "$(field 2 "${theirs[@]}" | median)"
 done
