@@ -10,8 +10,8 @@
 //! - the same two echoes against the physical limits, in the same run: a hand-written Tokio TCP
 //!   echo that finds line ends with `memchr` in its read buffer and writes the same bytes back
 //!   (no framing library, nothing allocated per line), and a UDP echo that receives batches
-//!   with `recvmmsg` and answers each GRO batch in one GSO send through `quinn-udp`, with no
-//!   per-peer state. `tendril-tokio` and plain Tokio are each given as a share of the limit;
+//!   with `recvmmsg` through `quinn-udp` and answers them in one `sendmmsg` (`rustix`), each
+//!   GRO batch in one GSO send, with no per-peer state. `tendril-tokio` and plain Tokio are each given as a share of the limit;
 //! - the drivers side by side (`drivers`): `tendril-tokio`, `tendril-tokio` on 2 shards,
 //!   `tendril-uring` on 1 and 2 shards, each server in a child process of its own, on TCP with
 //!   1, 64 and 1,000 connections and UDP with 1 and 1,000 client sockets; with frames/s, the
@@ -203,10 +203,16 @@ async fn limit_udp() -> SocketAddr {
                 }
                 Err(_) => continue,
             };
+            // Single datagrams, whoever sent them, go back in one `sendmmsg`; a GRO batch from
+            // one peer in GSO sends. A send failing (the socket's buffer full) drops replies,
+            // as UDP may.
+            send_singles(&socket, &buf, SLOT, &meta[..n]);
             for (slot, meta) in meta[..n].iter().enumerate() {
                 let data = &buf[slot * SLOT..slot * SLOT + meta.len];
                 let stride = meta.stride.clamp(1, meta.len.max(1));
-                // A send failing (the socket's buffer full) drops replies, as UDP may.
+                if data.len() <= stride {
+                    continue;
+                }
                 for run in data.chunks(stride * max_segments.max(1)) {
                     let transmit = quinn_udp::Transmit {
                         destination: meta.addr,
@@ -221,6 +227,39 @@ async fn limit_udp() -> SocketAddr {
         }
     });
     addr
+}
+
+/// The UDP limit's batched send: every datagram of `received` that is no GRO batch, back to its
+/// sender, in one `sendmmsg`.
+fn send_singles(socket: &UdpSocket, buf: &[u8], slot: usize, received: &[quinn_udp::RecvMeta]) {
+    use rustix::net::{addr::SocketAddrArg, MMsgHdr, SendAncillaryBuffer, SendFlags};
+    let singles = || {
+        received
+            .iter()
+            .enumerate()
+            .filter(|(_, meta)| meta.len <= meta.stride.max(1))
+    };
+    let addrs: Vec<_> = singles().map(|(_, meta)| meta.addr.as_any()).collect();
+    let iovs: Vec<_> = singles()
+        .map(|(i, meta)| [std::io::IoSlice::new(&buf[i * slot..i * slot + meta.len])])
+        .collect();
+    let mut controls: Vec<_> = addrs
+        .iter()
+        .map(|_| SendAncillaryBuffer::default())
+        .collect();
+    let mut messages: Vec<_> = addrs
+        .iter()
+        .zip(&iovs)
+        .zip(&mut controls)
+        .map(|((addr, iov), control)| MMsgHdr::new_with_addr(addr, iov, control))
+        .collect();
+    let mut sent = 0;
+    while sent < messages.len() {
+        match rustix::net::sendmmsg(socket, &mut messages[sent..], SendFlags::empty()) {
+            Ok(n) => sent += n,
+            Err(_) => sent += 1,
+        }
+    }
 }
 
 /// Lines a TCP client keeps in flight: it writes them in batches of 256 and sends the next
@@ -678,7 +717,7 @@ fn main() {
                 let limit = udp_load(limit_udp().await, clients, window).await;
                 for (who, got) in [("tendril-tokio", ours), ("plain tokio", theirs)] {
                     println!(
-                        "| UDP echo, 64 B, {clients} client sockets × {window} in flight, {who}, of the limit | {:.0} k replies/s | {:.0} k replies/s (recvmmsg + GSO, no peer state) | {:.2}× |",
+                        "| UDP echo, 64 B, {clients} client sockets × {window} in flight, {who}, of the limit | {:.0} k replies/s | {:.0} k replies/s (recvmmsg, sendmmsg + GSO, no peer state) | {:.2}× |",
                         got / 1e3,
                         limit / 1e3,
                         got / limit
