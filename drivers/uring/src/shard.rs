@@ -25,6 +25,9 @@ use crate::sys::{Completion, Pool, Ring};
 const RING_ENTRIES: u32 = 4096;
 /// Receive buffers per shard, and their size: 16 MiB that idle connections do not hold.
 const BUFFERS: u16 = 1024;
+/// Buffers in the ring at first (1 MiB, half of this machine's L2): the pool posts more as
+/// receives find it empty (see [`Pool`]).
+const POSTED: u16 = 64;
 pub(crate) const BUFFER_SIZE: u32 = 16 * 1024;
 /// Send buffers a shard keeps for reuse (each grows to what one send takes, at most 256 KiB).
 const SPARE_SEND_BUFFERS: usize = 64;
@@ -73,7 +76,7 @@ impl Shard {
             .spawn(move || {
                 let setup = (|| {
                     let mut ring = Ring::new(RING_ENTRIES)?;
-                    let pool = ring.pool(0, BUFFERS, BUFFER_SIZE)?;
+                    let pool = ring.pool(0, BUFFERS, BUFFER_SIZE, POSTED)?;
                     let (bell, clapper) = UnixStream::pair()?;
                     bell.set_nonblocking(true)?;
                     clapper.set_nonblocking(true)?;
@@ -160,6 +163,7 @@ impl Shard {
 
     /// `source` ran out of receive buffers: re-arm it when some come back.
     pub(crate) fn starve(&self, source: Arc<Source>) {
+        self.pool.starved();
         lock(&self.starved).push_back(source);
         self.any_starved.store(true, Ordering::Release);
     }

@@ -227,8 +227,14 @@ impl<T> Ring<T> {
     }
 
     /// Register `count` receive buffers of `size` bytes each as buffer group `group`.
-    pub(crate) fn pool(&mut self, group: u16, count: u16, size: u32) -> io::Result<Pool> {
-        Pool::register(&self.uring, group, count, size)
+    pub(crate) fn pool(
+        &mut self,
+        group: u16,
+        count: u16,
+        size: u32,
+        posted: u16,
+    ) -> io::Result<Pool> {
+        Pool::register(&self.uring, group, count, size, posted)
     }
 }
 
@@ -244,6 +250,14 @@ struct RingEntry {
 
 /// Receive buffers the kernel picks from as data arrives (a provided-buffer ring): idle
 /// connections hold none.
+///
+/// The ring is first in, first out, so the kernel fills every buffer posted in it in turn: with
+/// all of them posted, a shard writes through `count * size` bytes (16 MiB) before it reuses a
+/// buffer, and each receive lands in memory that has left the cache. So only `posted` buffers
+/// are in the ring at a time (at first a few, a fraction of L2), the rest wait in a stack, and
+/// a buffer given back goes to the ring when it is short, to the stack otherwise; the ring is
+/// refilled from the top of the stack, where the most recently used buffers are. A receive
+/// that finds the ring empty doubles the number posted ([`Pool::starved`]), up to all of them.
 pub(crate) struct Pool {
     group: u16,
     size: u32,
@@ -252,10 +266,22 @@ pub(crate) struct Pool {
     base: *mut u8,
     /// `count` entries, page-aligned, never freed.
     ring: *mut RingEntry,
-    /// The tail we publish (only under this lock).
-    tail: Mutex<u16>,
+    /// The ring's tail and the buffers not in it (the ring is written only under this lock).
+    posting: Mutex<Posting>,
     /// Buffers the kernel filled and nobody gave back yet.
     held: AtomicUsize,
+}
+
+/// Which buffers are in the ring.
+struct Posting {
+    /// The tail we publish.
+    tail: u16,
+    /// Buffers in the ring (the kernel may fill them).
+    posted: usize,
+    /// How many the ring should hold.
+    target: usize,
+    /// Buffers out of the ring and not held, the most recently given back on top.
+    stack: Vec<u16>,
 }
 
 // SAFETY: the memory behind the pointers is never freed; a buffer's bytes are read only by the
@@ -267,6 +293,7 @@ unsafe impl Sync for Pool {}
 
 /// A buffer the kernel filled: `len` bytes of buffer `bid`, of which `off` have been read.
 #[derive(Debug)]
+#[cfg_attr(test, derive(PartialEq))]
 pub(crate) struct Chunk {
     bid: u16,
     len: u32,
@@ -286,7 +313,14 @@ impl Chunk {
 }
 
 impl Pool {
-    fn register(uring: &IoUring, group: u16, count: u16, size: u32) -> io::Result<Pool> {
+    /// `count` buffers of `size` bytes, `posted` of them in the ring at first.
+    fn register(
+        uring: &IoUring,
+        group: u16,
+        count: u16,
+        size: u32,
+        posted: u16,
+    ) -> io::Result<Pool> {
         assert!(
             count.is_power_of_two(),
             "a buffer ring's size is a power of two"
@@ -316,12 +350,15 @@ impl Pool {
             count,
             base,
             ring,
-            tail: Mutex::new(0),
+            posting: Mutex::new(Posting {
+                tail: 0,
+                posted: 0,
+                target: posted.clamp(1, count) as usize,
+                stack: (0..count).rev().collect(),
+            }),
             held: AtomicUsize::new(0),
         };
-        for bid in 0..count {
-            pool.give(bid);
-        }
+        pool.top_up(&mut pool.posting());
         Ok(pool)
     }
 
@@ -332,6 +369,9 @@ impl Pool {
             return None;
         }
         self.held.fetch_add(1, Ordering::Relaxed);
+        let mut posting = self.posting();
+        posting.posted = posting.posted.saturating_sub(1);
+        self.top_up(&mut posting);
         Some(Chunk {
             bid,
             len: len.min(self.size),
@@ -353,15 +393,37 @@ impl Pool {
         unsafe { std::slice::from_raw_parts(self.base.add(start), chunk.remaining()) }
     }
 
-    /// Give `chunk`'s buffer back to the kernel.
+    /// Give `chunk`'s buffer back: to the ring if it is short, else to the top of the stack.
     pub(crate) fn recycle(&self, chunk: Chunk) {
         self.held.fetch_sub(1, Ordering::Relaxed);
-        self.give(chunk.bid);
+        let mut posting = self.posting();
+        posting.stack.push(chunk.bid);
+        self.top_up(&mut posting);
     }
 
-    fn give(&self, bid: u16) {
-        let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
-        let index = (*tail & (self.count - 1)) as usize;
+    /// A receive found the ring empty: post twice as many buffers from now on (up to all).
+    pub(crate) fn starved(&self) {
+        let mut posting = self.posting();
+        posting.target = (posting.target * 2).min(self.count as usize);
+        self.top_up(&mut posting);
+    }
+
+    fn posting(&self) -> std::sync::MutexGuard<'_, Posting> {
+        self.posting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Post buffers from the top of the stack until the ring holds its target.
+    fn top_up(&self, posting: &mut Posting) {
+        while posting.posted < posting.target {
+            let Some(bid) = posting.stack.pop() else {
+                break;
+            };
+            self.post(posting, bid);
+        }
+    }
+
+    fn post(&self, posting: &mut Posting, bid: u16) {
+        let index = (posting.tail & (self.count - 1)) as usize;
         // SAFETY: `index < count`. The kernel holds at most `count` buffers and each buffer is
         // in the ring once, so the slot at the tail is not one it is reading; the fields are
         // written through raw pointers, as entry 0's `resv` (the tail) is read by the kernel.
@@ -372,11 +434,12 @@ impl Pool {
             std::ptr::addr_of_mut!((*entry).len).write(self.size);
             std::ptr::addr_of_mut!((*entry).bid).write(bid);
         }
-        *tail = tail.wrapping_add(1);
+        posting.tail = posting.tail.wrapping_add(1);
+        posting.posted += 1;
         // SAFETY: the tail is the `resv` field of entry 0, a `u16` aligned to 2 in a live,
         // page-aligned block; the kernel reads it with acquire ordering.
         let published = unsafe { AtomicU16::from_ptr(std::ptr::addr_of_mut!((*self.ring).resv)) };
-        published.store(*tail, Ordering::Release);
+        published.store(posting.tail, Ordering::Release);
     }
 }
 
@@ -384,4 +447,81 @@ impl Pool {
 pub(crate) fn accepted_fd(result: i32) -> OwnedFd {
     // SAFETY: a non-negative accept result is a new descriptor that nothing else owns.
     unsafe { OwnedFd::from_raw_fd(result) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+
+    /// A ring and a pool of `count` buffers of 4 KiB, `posted` of them in the ring, or `None`
+    /// (with the reason printed) where io_uring is unavailable.
+    fn pool(count: u16, posted: u16) -> Option<(Ring<()>, Pool)> {
+        if let Err(e) = crate::available() {
+            eprintln!("skipped: {e}");
+            return None;
+        }
+        let mut ring = Ring::new(64).unwrap();
+        let pool = ring.pool(0, count, 4096, posted).unwrap();
+        Some((ring, pool))
+    }
+
+    /// One receive on each of `from`, submitted together: their buffers, or their errors.
+    fn receive(ring: &mut Ring<()>, pool: &Pool, from: &[&UnixStream]) -> Vec<Result<Chunk, i32>> {
+        for socket in from {
+            ring.recv(socket.as_fd(), pool, ()).unwrap();
+        }
+        let mut got = Vec::new();
+        while got.len() < from.len() {
+            ring.submit(true, None).unwrap();
+            ring.complete(|_, done| {
+                got.push(
+                    pool.chunk(done.flags, done.result.max(0) as u32)
+                        .ok_or(-done.result),
+                );
+            });
+        }
+        got
+    }
+
+    #[test]
+    fn receives_given_back_at_once_reuse_the_few_posted_buffers_not_the_whole_pool() {
+        let Some((mut ring, pool)) = pool(64, 4) else {
+            return;
+        };
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let mut used = std::collections::BTreeSet::new();
+        for i in 0..32u8 {
+            a.write_all(&[i; 100]).unwrap();
+            let chunk = receive(&mut ring, &pool, &[&b]).remove(0).unwrap();
+            assert_eq!(pool.bytes(&chunk), [i; 100]);
+            used.insert(chunk.bid);
+            pool.recycle(chunk);
+        }
+        // The four posted and the one being read; with all 64 posted, the ring would have
+        // handed out 32 different buffers.
+        assert!(used.len() <= 5, "buffers used: {used:?}");
+    }
+
+    #[test]
+    fn a_receive_that_finds_the_ring_empty_doubles_the_buffers_posted() {
+        let Some((mut ring, pool)) = pool(8, 1) else {
+            return;
+        };
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let (mut c, d) = UnixStream::pair().unwrap();
+        a.write_all(b"one").unwrap();
+        c.write_all(b"two").unwrap();
+        // Two receives at once, one buffer in the ring: the second finds it empty.
+        let got = receive(&mut ring, &pool, &[&b, &d]);
+        assert_eq!(got.iter().filter(|r| r.is_ok()).count(), 1);
+        assert!(got.contains(&Err(libc::ENOBUFS)), "{got:?}");
+        pool.starved();
+        assert_eq!(pool.posting().target, 2);
+        a.write_all(b"three").unwrap();
+        let again = receive(&mut ring, &pool, &[&b, &d]);
+        assert!(again.iter().all(|r| r.is_ok()), "{again:?}");
+    }
 }
