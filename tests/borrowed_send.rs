@@ -131,3 +131,107 @@ fn send_slice_is_refused_as_send_frame_is() {
         Err(tendril_core::SendError::Closed(()))
     ));
 }
+
+/// Flips every bit on the way out: shows whether a frame went through the layer.
+struct Invert;
+
+impl tendril_core::Layer for Invert {
+    fn recv(
+        &mut self,
+        input: &mut bytes::BytesMut,
+        output: &mut bytes::BytesMut,
+    ) -> Result<(), tendril_core::LayerError> {
+        output.extend(input.split().iter().map(|b| !b));
+        Ok(())
+    }
+
+    fn send(
+        &mut self,
+        input: &mut Outgoing,
+        output: &mut Outgoing,
+    ) -> Result<(), tendril_core::LayerError> {
+        let plain = input.take_all();
+        output.put_slice(&plain.iter().map(|b| !b).collect::<Vec<u8>>());
+        Ok(())
+    }
+}
+
+/// `send_frame` and `send_slice` go straight into the socket's queue only when open, not
+/// finishing, without layers and below the high watermark; each of those conditions, broken
+/// alone, takes them the general way (refused, or through the layer), and a datagram is taken
+/// whole either way.
+#[test]
+fn each_condition_of_the_straight_send_path_is_honoured() {
+    type Send = fn(&mut Tendril, &[u8]) -> Result<(), String>;
+    let sends: [(&str, Send); 2] = [
+        ("send_frame", |t, f| {
+            t.send_frame(Bytes::copy_from_slice(f))
+                .map_err(|e| e.to_string())
+        }),
+        ("send_slice", |t, f| {
+            t.send_slice(f).map_err(|e| e.to_string())
+        }),
+    ];
+    let line = |proto| -> Tendril { Tendril::new(proto, Line::lf(), Line::lf()) };
+    for (name, send) in sends {
+        // Straight: the bytes and both counters.
+        let mut t = line(Proto::TCP);
+        send(&mut t, b"hi").unwrap();
+        assert_eq!(t.outgoing().take_all(), "hi\n", "{name}");
+        assert_eq!(
+            (t.stats().frames_sent, t.stats().bytes_sent),
+            (1, 3),
+            "{name}"
+        );
+
+        // Finishing, then closing: refused.
+        let mut t = line(Proto::TCP);
+        t.finish();
+        assert!(
+            send(&mut t, b"x").unwrap_err().contains("closing"),
+            "{name}"
+        );
+        let mut t = line(Proto::TCP);
+        t.close();
+        assert!(
+            send(&mut t, b"x").unwrap_err().contains("closing"),
+            "{name}"
+        );
+
+        // At the high watermark: refused, and `Writable` once the queue drains.
+        let mut config = tendril_core::Config::default();
+        config.high_watermark = 4;
+        let mut t = line(Proto::TCP).with_config(config);
+        send(&mut t, b"abc").unwrap();
+        assert!(
+            send(&mut t, b"x").unwrap_err().contains("watermark"),
+            "{name}"
+        );
+        t.outgoing().advance(4);
+        assert!(
+            matches!(t.poll_event(), Some(tendril_core::Event::Writable)),
+            "{name}"
+        );
+
+        // A layer: the frame goes through it, and its bytes are counted once.
+        let mut t = line(Proto::TCP);
+        t.wrap(Invert);
+        send(&mut t, b"hi").unwrap();
+        let wire: Vec<u8> = t.outgoing().take_all().iter().map(|b| !b).collect();
+        assert_eq!(wire, b"hi\n", "{name}");
+        assert_eq!(
+            (t.stats().frames_sent, t.stats().bytes_sent),
+            (1, 3),
+            "{name}"
+        );
+
+        // A datagram protocol: each frame is a datagram of its own.
+        let mut t = line(Proto::UDP);
+        send(&mut t, b"a").unwrap();
+        send(&mut t, b"b").unwrap();
+        assert!(t.outgoing().is_empty(), "{name}");
+        assert_eq!(t.poll_datagram().unwrap(), "a\n", "{name}");
+        assert_eq!(t.poll_datagram().unwrap(), "b\n", "{name}");
+        assert_eq!(t.stats().bytes_sent, 4, "{name}");
+    }
+}

@@ -272,7 +272,17 @@ impl<In> Tendril<In, Bytes> {
     /// t.send_slice(&buf[..n]).unwrap();
     /// assert_eq!(t.outgoing().take_all(), "250 1234 bytes\r\n");
     /// ```
+    #[inline]
     pub fn send_slice(&mut self, frame: &[u8]) -> Result<(), SendError<()>> {
+        if self.sends_straight() {
+            return self.send_straight(|send, out| send.streamify_slice(frame, out));
+        }
+        self.send_slice_general(frame)
+    }
+
+    /// [`send_slice`](Self::send_slice) when it cannot go straight: refused, or through layers.
+    #[inline(never)]
+    fn send_slice_general(&mut self, frame: &[u8]) -> Result<(), SendError<()>> {
         match self.send_refusal() {
             Some(refusal) => Err(refusal),
             None => self.send_with(|send, out| send.streamify_slice(frame, out)),
@@ -848,11 +858,52 @@ impl<In, Out> Tendril<In, Out> {
     /// ([`SendError::Closed`]) or the outgoing queue is above its high watermark
     /// ([`SendError::Full`], then wait for [`Event::Writable`]). Large frame bodies are queued
     /// without copying.
+    #[inline]
     pub fn send_frame(&mut self, frame: Out) -> Result<(), SendError<Out>> {
+        if self.sends_straight() {
+            return self.send_straight(|send, out| send.streamify(frame, out));
+        }
+        self.send_frame_general(frame)
+    }
+
+    /// [`send_frame`](Self::send_frame) when it cannot go straight: refused, or through layers.
+    #[inline(never)]
+    fn send_frame_general(&mut self, frame: Out) -> Result<(), SendError<Out>> {
         match self.send_refusal() {
             Some(refusal) => Err(refusal.with(frame)),
             None => self.send_with(|send, out| send.streamify(frame, out)),
         }
+    }
+
+    /// `true` when a frame can go straight into the socket's queue: open and not finishing, no
+    /// layers, and the queue below its high watermark. The fast path of
+    /// [`send_frame`](Self::send_frame) and [`send_slice`](Self::send_slice), inlined into the
+    /// caller; refusals and layers take the general path ([`send_refusal`](Self::send_refusal),
+    /// [`send_with`](Self::send_with)).
+    #[inline(always)]
+    fn sends_straight(&self) -> bool {
+        self.state == State::Open
+            && !self.finishing
+            && self.layers.is_empty()
+            && self.out.len() < self.config.high_watermark
+    }
+
+    /// Encode with `encode` straight into the socket's queue (no layers, so nothing to pump) and
+    /// count it; a datagram is taken whole.
+    #[inline(always)]
+    fn send_straight<F>(
+        &mut self,
+        encode: impl FnOnce(&mut BoxFramer<Out>, &mut Outgoing) -> Result<(), FrameError>,
+    ) -> Result<(), SendError<F>> {
+        let queued = self.out.len();
+        encode(&mut self.send, &mut self.out).map_err(SendError::Frame)?;
+        self.stats.frames_sent += 1;
+        self.stats.bytes_sent += (self.out.len() - queued) as u64;
+        if self.proto.is_datagram() {
+            let datagram = self.out.take_all();
+            self.datagrams.push_back(datagram);
+        }
+        Ok(())
     }
 
     /// Why a frame cannot be sent now, if it cannot.
@@ -876,20 +927,9 @@ impl<In, Out> Tendril<In, Out> {
         &mut self,
         encode: impl FnOnce(&mut BoxFramer<Out>, &mut Outgoing) -> Result<(), FrameError>,
     ) -> Result<(), SendError<F>> {
-        let queued = self.out.len();
         let Some(slot) = self.layers.last_mut() else {
-            // No layers, the common case: the frame goes straight into the socket's queue and
-            // there is nothing to pump (`pump_send` would only run the layers).
-            encode(&mut self.send, &mut self.out).map_err(SendError::Frame)?;
-            self.stats.frames_sent += 1;
-            self.stats.bytes_sent += (self.out.len() - queued) as u64;
-            if self.proto.is_datagram() {
-                let datagram = self.out.take_all();
-                self.datagrams.push_back(datagram);
-            } else if self.layers_closing {
-                self.pump_send();
-            }
-            return Ok(());
+            // No layers: straight into the socket's queue, as the fast path does.
+            return self.send_straight(encode);
         };
         encode(&mut self.send, &mut slot.send_in).map_err(SendError::Frame)?;
         self.stats.frames_sent += 1;
