@@ -132,7 +132,7 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
         }
         debug_assert!(self.can_park(config));
         self.recv = parked.recv;
-        self.send = parked.send;
+        self.replace_send(parked.send);
         self.framers_replaced = false;
         self.local = local;
         self.remote = remote;
@@ -192,14 +192,14 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
     pub(crate) fn take_framers(&mut self) -> (BoxFramer<In>, BoxFramer<Out>) {
         (
             core::mem::replace(&mut self.recv, vacant()),
-            core::mem::replace(&mut self.send, vacant()),
+            self.replace_send(vacant()),
         )
     }
 
     /// Install framers (the old ones are dropped); they count as not replaced.
     pub(crate) fn put_framers(&mut self, recv: BoxFramer<In>, send: BoxFramer<Out>) {
         self.recv = recv;
-        self.send = send;
+        self.replace_send(send);
         self.framers_replaced = false;
     }
 
@@ -219,7 +219,7 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
     pub(crate) fn park(&mut self) -> Parked<In, Out> {
         Parked {
             recv: core::mem::replace(&mut self.recv, vacant()),
-            send: core::mem::replace(&mut self.send, vacant()),
+            send: self.replace_send(vacant()),
             last_received: self.last_received.get(),
             stats: self.stats,
         }
