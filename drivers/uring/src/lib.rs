@@ -12,7 +12,7 @@
 //! | what | how |
 //! | --- | --- |
 //! | accepting | one multishot accept per listening socket, paused while 64 connections wait |
-//! | receiving | one multishot receive per connection into a provided-buffer ring (1,024 × 16 KiB per shard, of which only as many are posted as receives have needed at once, at first 64, and the most recently used first, so the kernel writes into buffers still in the cache): an idle connection holds no buffer; a connection the kit stops reading (its peer sends without reading the replies) moves what it holds, at most eight buffers, to memory of its own and gives the buffers back, then receives one buffer at a time until the kit has read it, so such peers cannot starve the others |
+//! | receiving | one multishot receive per connection into a provided-buffer ring (1,024 × 16 KiB per shard, of which only as many are posted as receives have needed at once, at first 16, and the most recently used first, so the kernel writes into buffers still in the cache): an idle connection holds no buffer; a connection the kit stops reading (its peer sends without reading the replies) moves what it holds, at most eight buffers, to memory of its own and gives the buffers back, then receives one buffer at a time until the kit has read it, so such peers cannot starve the others |
 //! | sending | straight from the kit's queue, vectored, in one non-blocking `sendmsg`, when the socket has room; when it would block, the bytes (up to 256 KiB) are copied once into a buffer the ring owns and the ring sends them as room appears |
 //! | UDP | the kit's batched `recvmmsg` and GSO `sendmsg`, woken by one-shot polls |
 //! | timers | a heap per shard; the loop waits in `io_uring_enter` until the next deadline |
