@@ -57,4 +57,4 @@ pub use socket::{
     BACKLOG,
 };
 pub use socket2;
-pub use stream::{grow_reads, transient, Step, StreamConn, Wait, MAX_READ};
+pub use stream::{grow_reads, transient, Step, StreamConn, Wait, IDLE_RELEASE_DELAY, MAX_READ};

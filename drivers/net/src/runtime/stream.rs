@@ -128,7 +128,7 @@ async fn run(
                         conn.read_done(shared.now(), result);
                         ready = true;
                     }
-                    Poll::Pending => conn.idle(),
+                    Poll::Pending => conn.idle(shared.now()),
                 }
             }
             if armed.is_some() && timer.poll_fired(cx).is_ready() {
