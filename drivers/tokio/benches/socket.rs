@@ -564,7 +564,7 @@ fn compare_drivers(runtime: &tokio::runtime::Runtime) {
                 format!("UDP echo, 64 B, {count} client sockets × {window} in flight")
             };
             println!(
-                "| {what}, {kind} (own process) | {:.2} M frames/s, {:.2} CPU s per M frames | {:.2} M frames/s (tendril-tokio) | {:.2}× |",
+                "| {what}, {kind} (own process) | {:.2} M frames/s, {:.3} CPU s per M frames | {:.2} M frames/s (tendril-tokio) | {:.2}× |",
                 rate / 1e6,
                 cpu / (frames / 1e6),
                 base / 1e6,
