@@ -258,6 +258,10 @@ pub struct Tendril<In = Bytes, Out = In> {
     /// A framer was replaced (`set_recv_framer*` / `set_send_framer*`) since the tracker last
     /// looked: the tracker's shared framers are not this peer's any more.
     framers_replaced: bool,
+    /// [`set_config`](Self::set_config) (or `with_config`) was called since the tracker last unparked this
+    /// tendril: only then can its configuration differ from the tracker's, so a parking check
+    /// compares the two `Config`s only then.
+    config_set: bool,
 }
 
 impl<In> Tendril<In, Bytes> {
@@ -367,6 +371,7 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
             timer: MaybeNanos::NONE,
             stats: Stats::default(),
             framers_replaced: false,
+            config_set: false,
         }
     }
 
@@ -380,6 +385,7 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
     /// Replace the configuration (builder style).
     pub fn with_config(mut self, config: Config) -> Self {
         self.config = config;
+        self.config_set = true;
         self
     }
 
@@ -456,6 +462,7 @@ impl<In, Out> Tendril<In, Out> {
     /// timeout counts from the last receive.
     pub fn set_config(&mut self, config: Config) {
         self.config = config;
+        self.config_set = true;
     }
 
     /// Byte and frame counters.

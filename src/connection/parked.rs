@@ -131,6 +131,8 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
             *self = fresh;
         }
         debug_assert!(self.can_park(config));
+        // Its configuration is the tracker's (fresh, or checked when it was parked).
+        self.config_set = false;
         self.recv = parked.recv;
         self.replace_send(parked.send);
         self.framers_replaced = false;
@@ -156,7 +158,8 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
             && !self.recv_paused
             && self.frame_started.is_none()
             && self.timer.get().is_none()
-            && self.config == *config
+            // Comparing the whole `Config` costs as much as all the rest: only when it was set.
+            && (!self.config_set || self.config == *config)
     }
 
     /// Take a peer in that uses the framers this tendril already holds (a tracker's shared
@@ -181,6 +184,7 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
             return;
         }
         debug_assert!(self.can_park(config) && !self.framers_replaced);
+        self.config_set = false;
         self.local = local;
         self.remote = remote;
         self.now = Nanos::new(last_received);
@@ -311,5 +315,41 @@ mod tests {
         fresh(&mut t);
         t.close();
         assert!(!t.can_park(&config));
+    }
+
+    #[test]
+    fn a_config_set_back_to_the_trackers_parks_and_one_set_on_a_clean_visit_does_not() {
+        let config = Config::default();
+        let other = Config {
+            frame_timeout: Some(Duration::from_secs(1)),
+            ..config
+        };
+        let mut t: Tendril = Tendril::spare(Proto::UDP);
+        let parked = Parked::new(
+            Identity::new().boxed(),
+            Identity::new().boxed(),
+            Duration::ZERO,
+        );
+        t.unpark(parked, Addr::Unnamed, Addr::Unnamed, &config, false);
+        t.set_config(other);
+        assert!(!t.can_park(&config));
+        t.set_config(config);
+        assert!(t.can_park(&config), "the same configuration again");
+        // A clean visit (the tracker's shared framers) starts without a configuration of its
+        // own; one set afterwards is still seen.
+        let (last, stats) = t.parked_state();
+        t.visit(Addr::Unnamed, Addr::Unnamed, last, stats, &config, true);
+        assert!(t.can_park(&config));
+        t.set_config(other);
+        assert!(!t.can_park(&config));
+        // Unparked into a tendril whose last peer set a configuration: not clean, made anew.
+        let parked = Parked::new(
+            Identity::new().boxed(),
+            Identity::new().boxed(),
+            Duration::ZERO,
+        );
+        t.unpark(parked, Addr::Unnamed, Addr::Unnamed, &config, false);
+        assert!(t.can_park(&config));
+        assert_eq!(*t.config(), config);
     }
 }
