@@ -27,6 +27,16 @@ impl Nanos {
     pub(crate) fn get(self) -> Duration {
         from_nanos(self.0)
     }
+
+    /// `n` nanoseconds, as [`nanos`] gives them (no round trip through a `Duration`).
+    pub(crate) fn from_nanos(n: u64) -> Nanos {
+        Nanos(n)
+    }
+
+    /// In nanoseconds.
+    pub(crate) fn as_nanos(self) -> u64 {
+        self.0
+    }
 }
 
 /// A time that may not be set, in 8 bytes: `u64::MAX` is "not set" (a time 584 years on is

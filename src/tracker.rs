@@ -13,7 +13,7 @@ use core::time::Duration;
 use hashbrown::{DefaultHashBuilder, HashMap};
 
 use crate::connection::{Parked, Stats};
-use crate::time::{from_nanos, nanos};
+use crate::time::{from_nanos, nanos, Nanos};
 
 use crate::{Addr, Application, BoxFramer, CloseReason, Config, Proto, Reject, Tendril};
 
@@ -275,6 +275,15 @@ impl StoredKey {
         match self {
             StoredKey::V4(_, remote) => Addr::Ip(SocketAddr::V4(*remote)),
             StoredKey::Other(key) => key.1.clone(),
+        }
+    }
+
+    /// The IPv4 pair, if it is one.
+    #[inline(always)]
+    fn v4(&self) -> Option<(SocketAddrV4, SocketAddrV4)> {
+        match self {
+            StoredKey::V4(local, remote) => Some((*local, *remote)),
+            StoredKey::Other(_) => None,
         }
     }
 
@@ -1033,19 +1042,13 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
     #[inline(always)]
     fn activate(&mut self, id: ConnId) -> Option<Active<In, Out>> {
         let slot = live_slot_mut(&mut self.pages, id)?;
-        let last_received = from_nanos(slot.last_received);
+        let last_received = Nanos::from_nanos(slot.last_received);
         if slot.shared {
             slot.shared = false;
-            let (local, remote, stats) = (slot.key.local(), slot.key.remote(), slot.stats);
+            let (stats, v4) = (slot.stats, slot.key.v4());
             let (mut tendril, clean) = self.shared_tendril();
-            tendril.visit(
-                local,
-                remote,
-                last_received,
-                stats,
-                &self.peer_config,
-                clean,
-            );
+            tendril.visit(last_received, stats, &self.peer_config, clean);
+            self.give_addrs(&mut tendril, id, v4);
             return Some(Active {
                 tendril,
                 shared: true,
@@ -1059,13 +1062,34 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
             Peer::Tendril(None) => None,
             Peer::Framers(recv, send) => {
                 let parked = Parked::from_parts(recv, send, last_received, slot.stats);
-                let (local, remote) = (slot.key.local(), slot.key.remote());
+                let v4 = slot.key.v4();
                 let (mut tendril, clean) = self.own_tendril();
-                tendril.unpark(parked, local, remote, &self.peer_config, clean);
+                tendril.unpark(parked, &self.peer_config, clean);
+                self.give_addrs(&mut tendril, id, v4);
                 Some(Active {
                     tendril,
                     shared: false,
                 })
+            }
+        }
+    }
+
+    /// Give `tendril` the addresses of `id`: `v4`, its key if that is an IPv4 pair (copied out
+    /// of the slot before the spare was taken, so the slot is not looked up again); others are
+    /// cloned from the slot.
+    #[inline(always)]
+    fn give_addrs(
+        &self,
+        tendril: &mut Tendril<In, Out>,
+        id: ConnId,
+        v4: Option<(SocketAddrV4, SocketAddrV4)>,
+    ) {
+        match v4 {
+            Some((local, remote)) => tendril.set_addrs_v4(local, remote),
+            None => {
+                if let Some(slot) = slot_at(&self.pages, id.index) {
+                    tendril.set_addrs(slot.key.local(), slot.key.remote());
+                }
             }
         }
     }
@@ -1075,15 +1099,8 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
     fn newcomer(&mut self, now: Duration, key: &Key) -> Active<In, Out> {
         if self.config.stateless_framers {
             let (mut tendril, clean) = self.shared_tendril();
-            let (local, remote) = (key.0.clone(), key.1.clone());
-            tendril.visit(
-                local,
-                remote,
-                now,
-                Stats::default(),
-                &self.peer_config,
-                clean,
-            );
+            tendril.visit(Nanos::new(now), Stats::default(), &self.peer_config, clean);
+            tendril.set_addrs(key.0.clone(), key.1.clone());
             return Active {
                 tendril,
                 shared: true,
@@ -1091,13 +1108,8 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         }
         let (recv, send) = (self.framers)();
         let (mut tendril, clean) = self.own_tendril();
-        tendril.unpark(
-            Parked::new(recv, send, now),
-            key.0.clone(),
-            key.1.clone(),
-            &self.peer_config,
-            clean,
-        );
+        tendril.unpark(Parked::new(recv, send, now), &self.peer_config, clean);
+        tendril.set_addrs(key.0.clone(), key.1.clone());
         Active {
             tendril,
             shared: false,
@@ -1281,7 +1293,7 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
             return;
         }
         let (last_received, stats) = tendril.parked_state();
-        let last_received = nanos(last_received);
+        let last_received = last_received.as_nanos();
         // A parked peer's only deadline is its idle timeout, which only moves later while time
         // does: the deadline queued for it stands (and the slot's second line is not touched).
         if !timed || last_received < slot.last_received {
@@ -1613,6 +1625,51 @@ mod tests {
         let id = tracker.lookup(&local.into(), &b.into()).unwrap();
         assert_eq!(tracker.get(id).unwrap().stats().frames_received, 2);
         assert_eq!(replies(&mut tracker), ["1", "2", "3", "4", "5"]);
+    }
+
+    #[test]
+    fn the_application_sees_each_peers_addresses_whatever_the_peer_before() {
+        // The spare tendril's addresses are overwritten in place for an IPv4 peer: after an
+        // IPv6 peer, and the other way round, each peer's application sees its own.
+        struct Whoami;
+        impl Application for Whoami {
+            fn recv_frame(&mut self, t: &mut Tendril, _: Bytes) -> Result<(), AppError> {
+                let me = alloc::format!("{} {}", t.local_addr(), t.remote_addr());
+                t.send_frame(Bytes::from(me))?;
+                Ok(())
+            }
+        }
+        for stateless_framers in [false, true] {
+            let mut tracker = Tracker::new(
+                Proto::UDP,
+                TrackerConfig {
+                    stateless_framers,
+                    ..TrackerConfig::default()
+                },
+                || (Identity::new().boxed(), Identity::new().boxed()),
+                |_: &mut Tendril| Ok(Whoami),
+            );
+            let v6 = |s: &str| -> SocketAddr { s.parse().unwrap() };
+            let peers = [
+                (addr(53), addr(4000)),
+                (v6("[::1]:53"), v6("[2001:db8::1]:4000")),
+                (addr(53), addr(4001)),
+                (addr(53), addr(4000)),
+                (v6("[::1]:53"), v6("[2001:db8::1]:4000")),
+                (v6("[::1]:53"), v6("[2001:db8::2]:4000")),
+                (addr(54), addr(4001)),
+            ];
+            for round in 0..2 {
+                for (local, remote) in peers {
+                    tracker.handle_datagram(Duration::ZERO, local, remote, b"?", false);
+                    let reply = tracker.poll_transmit().unwrap();
+                    let expected = alloc::format!("{local} {remote}");
+                    assert_eq!(reply.data, expected.as_bytes(), "round {round}");
+                    assert_eq!(reply.remote, Addr::from(remote));
+                }
+            }
+            assert_eq!(tracker.len(), 5);
+        }
     }
 
     /// `addr` as an IPv4-mapped IPv6 address.

@@ -10,6 +10,7 @@
 
 use alloc::boxed::Box;
 use core::marker::PhantomData;
+use core::net::{SocketAddr, SocketAddrV4};
 use core::time::Duration;
 
 use bytes::BytesMut;
@@ -22,7 +23,7 @@ use crate::{Addr, BoxFramer, Config, FrameError, Framer, Outgoing};
 pub(crate) struct Parked<In, Out> {
     recv: BoxFramer<In>,
     send: BoxFramer<Out>,
-    last_received: Duration,
+    last_received: Nanos,
     stats: Stats,
 }
 
@@ -32,7 +33,7 @@ impl<In, Out> Parked<In, Out> {
         Parked {
             recv,
             send,
-            last_received: now,
+            last_received: Nanos::new(now),
             stats: Stats::default(),
         }
     }
@@ -40,7 +41,9 @@ impl<In, Out> Parked<In, Out> {
     /// When the peer idles out under `config`.
     #[cfg(test)]
     pub(crate) fn idle_deadline(&self, config: &Config) -> Option<Duration> {
-        config.idle_timeout.map(|idle| self.last_received + idle)
+        config
+            .idle_timeout
+            .map(|idle| self.last_received.get() + idle)
     }
 
     /// Its counters.
@@ -54,7 +57,7 @@ impl<In, Out> Parked<In, Out> {
     pub(crate) fn from_parts(
         recv: BoxFramer<In>,
         send: BoxFramer<Out>,
-        last_received: Duration,
+        last_received: Nanos,
         stats: Stats,
     ) -> Self {
         Parked {
@@ -66,7 +69,7 @@ impl<In, Out> Parked<In, Out> {
     }
 
     /// Its parts: framers, last receive, counters.
-    pub(crate) fn into_parts(self) -> (BoxFramer<In>, BoxFramer<Out>, Duration, Stats) {
+    pub(crate) fn into_parts(self) -> (BoxFramer<In>, BoxFramer<Out>, Nanos, Stats) {
         (self.recv, self.send, self.last_received, self.stats)
     }
 }
@@ -104,19 +107,14 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
         Tendril::with_boxed(proto, vacant(), vacant())
     }
 
-    /// Take a parked peer in: its framers, addresses and counters, the tracker's `config`, and
+    /// Take a parked peer in: its framers and counters, the tracker's `config`, and
     /// the state of an open connection that has buffered nothing. Whatever this tendril held
     /// before (a peer that closed or was parked, or a rejected newcomer) is forgotten; its buffers'
     /// memory is kept for reuse. `clean`: this tendril was emptied by [`park`](Self::park) and
     /// nothing touched it since, so it is already in that state apart from the peer's own parts.
-    pub(crate) fn unpark(
-        &mut self,
-        parked: Parked<In, Out>,
-        local: Addr,
-        remote: Addr,
-        config: &Config,
-        clean: bool,
-    ) {
+    /// Its addresses are set afterwards ([`set_addrs`](Self::set_addrs), or
+    /// [`set_addrs_v4`](Self::set_addrs_v4)).
+    pub(crate) fn unpark(&mut self, parked: Parked<In, Out>, config: &Config, clean: bool) {
         if !clean {
             // Start over as a new connection, keeping only the buffers' memory.
             let mut fresh = Tendril::spare(self.proto).with_config(*config);
@@ -136,11 +134,29 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
         self.recv = parked.recv;
         self.replace_send(parked.send);
         self.framers_replaced = false;
+        self.now = parked.last_received;
+        self.last_received = parked.last_received;
+        self.stats = parked.stats;
+    }
+
+    /// Set both addresses.
+    pub(crate) fn set_addrs(&mut self, local: Addr, remote: Addr) {
         self.local = local;
         self.remote = remote;
-        self.now = Nanos::new(parked.last_received);
-        self.last_received = Nanos::new(parked.last_received);
-        self.stats = parked.stats;
+    }
+
+    /// Set both addresses to an IPv4 pair: in place when they are IPv4 already, as a tracker's
+    /// spare tendril is from its last peer (no `Addr` made, moved or dropped).
+    #[inline(always)]
+    pub(crate) fn set_addrs_v4(&mut self, local: SocketAddrV4, remote: SocketAddrV4) {
+        fn set(addr: &mut Addr, to: SocketAddrV4) {
+            match addr {
+                Addr::Ip(SocketAddr::V4(v4)) => *v4 = to,
+                other => *other = Addr::Ip(SocketAddr::V4(to)),
+            }
+        }
+        set(&mut self.local, local);
+        set(&mut self.remote, remote);
     }
 
     /// `true` when nothing but the parked state is left to keep: open, nothing buffered,
@@ -168,9 +184,7 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
     #[inline(always)]
     pub(crate) fn visit(
         &mut self,
-        local: Addr,
-        remote: Addr,
-        last_received: Duration,
+        last_received: Nanos,
         stats: Stats,
         config: &Config,
         clean: bool,
@@ -180,15 +194,13 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
             recv.reset();
             send.reset();
             let parked = Parked::from_parts(recv, send, last_received, stats);
-            self.unpark(parked, local, remote, config, false);
+            self.unpark(parked, config, false);
             return;
         }
         debug_assert!(self.can_park(config) && !self.framers_replaced);
         self.config_set = false;
-        self.local = local;
-        self.remote = remote;
-        self.now = Nanos::new(last_received);
-        self.last_received = Nanos::new(last_received);
+        self.now = last_received;
+        self.last_received = last_received;
         self.stats = stats;
     }
 
@@ -214,8 +226,8 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
     }
 
     /// What a parked peer keeps besides its framers: last receive and counters.
-    pub(crate) fn parked_state(&self) -> (Duration, Stats) {
-        (self.last_received.get(), self.stats)
+    pub(crate) fn parked_state(&self) -> (Nanos, Stats) {
+        (self.last_received, self.stats)
     }
 
     /// Move the peer out (check [`can_park`](Self::can_park) first); this tendril is left
@@ -224,7 +236,7 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
         Parked {
             recv: core::mem::replace(&mut self.recv, vacant()),
             send: self.replace_send(vacant()),
-            last_received: self.last_received.get(),
+            last_received: self.last_received,
             stats: self.stats,
         }
     }
@@ -250,7 +262,8 @@ mod tests {
             Duration::ZERO,
         );
         let (local, remote) = (addr("127.0.0.1:53"), addr("127.0.0.1:4000"));
-        spare.unpark(parked, local.clone(), remote.clone(), &config, false);
+        spare.unpark(parked, &config, false);
+        spare.set_addrs(local.clone(), remote.clone());
         spare.handle_datagram(Duration::from_secs(1), b"a\nb\n", false);
         assert_eq!(spare.poll_frame().unwrap(), "a");
         assert_eq!(spare.poll_frame().unwrap(), "b");
@@ -270,7 +283,8 @@ mod tests {
         spare.handle_datagram(Duration::from_secs(2), b"x\n", false);
         assert!(spare.poll_frame().is_none());
 
-        spare.unpark(parked, local.clone(), remote.clone(), &config, false);
+        spare.unpark(parked, &config, false);
+        spare.set_addrs(local.clone(), remote.clone());
         assert_eq!(spare.remote_addr(), &remote);
         spare.handle_datagram(Duration::from_secs(3), b"c\n", false);
         assert_eq!(spare.poll_frame().unwrap(), "c");
@@ -293,8 +307,6 @@ mod tests {
                     Identity::new().boxed(),
                     Duration::ZERO,
                 ),
-                Addr::Unnamed,
-                Addr::Unnamed,
                 &config,
                 false,
             )
@@ -330,7 +342,7 @@ mod tests {
             Identity::new().boxed(),
             Duration::ZERO,
         );
-        t.unpark(parked, Addr::Unnamed, Addr::Unnamed, &config, false);
+        t.unpark(parked, &config, false);
         t.set_config(other);
         assert!(!t.can_park(&config));
         t.set_config(config);
@@ -338,7 +350,7 @@ mod tests {
         // A clean visit (the tracker's shared framers) starts without a configuration of its
         // own; one set afterwards is still seen.
         let (last, stats) = t.parked_state();
-        t.visit(Addr::Unnamed, Addr::Unnamed, last, stats, &config, true);
+        t.visit(last, stats, &config, true);
         assert!(t.can_park(&config));
         t.set_config(other);
         assert!(!t.can_park(&config));
@@ -348,7 +360,7 @@ mod tests {
             Identity::new().boxed(),
             Duration::ZERO,
         );
-        t.unpark(parked, Addr::Unnamed, Addr::Unnamed, &config, false);
+        t.unpark(parked, &config, false);
         assert!(t.can_park(&config));
         assert_eq!(*t.config(), config);
     }
