@@ -114,19 +114,10 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
     /// nothing touched it since, so it is already in that state apart from the peer's own parts.
     /// Its addresses are set afterwards ([`set_addrs`](Self::set_addrs), or
     /// [`set_addrs_v4`](Self::set_addrs_v4)).
+    #[inline(always)]
     pub(crate) fn unpark(&mut self, parked: Parked<In, Out>, config: &Config, clean: bool) {
         if !clean {
-            // Start over as a new connection, keeping only the buffers' memory.
-            let mut fresh = Tendril::spare(self.proto).with_config(*config);
-            fresh.recv_buf = core::mem::take(&mut self.recv_buf);
-            fresh.recv_buf.clear();
-            fresh.out = core::mem::take(&mut self.out);
-            fresh.out.clear();
-            fresh.datagrams = core::mem::take(&mut self.datagrams);
-            fresh.datagrams.clear();
-            fresh.events = core::mem::take(&mut self.events);
-            fresh.events.clear();
-            *self = fresh;
+            self.start_over(config);
         }
         debug_assert!(self.can_park(config));
         // Its configuration is the tracker's (fresh, or checked when it was parked).
@@ -139,6 +130,23 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
         self.stats = parked.stats;
     }
 
+    /// Start over as a new connection under `config`, keeping only the buffers' memory: what
+    /// [`unpark`](Self::unpark) does first when not `clean` (out of line, as a tracker unparks
+    /// into a clean tendril for nearly every datagram).
+    #[inline(never)]
+    fn start_over(&mut self, config: &Config) {
+        let mut fresh = Tendril::spare(self.proto).with_config(*config);
+        fresh.recv_buf = core::mem::take(&mut self.recv_buf);
+        fresh.recv_buf.clear();
+        fresh.out = core::mem::take(&mut self.out);
+        fresh.out.clear();
+        fresh.datagrams = core::mem::take(&mut self.datagrams);
+        fresh.datagrams.clear();
+        fresh.events = core::mem::take(&mut self.events);
+        fresh.events.clear();
+        *self = fresh;
+    }
+
     /// Set both addresses.
     pub(crate) fn set_addrs(&mut self, local: Addr, remote: Addr) {
         self.local = local;
@@ -149,6 +157,7 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
     /// spare tendril is from its last peer (no `Addr` made, moved or dropped).
     #[inline(always)]
     pub(crate) fn set_addrs_v4(&mut self, local: SocketAddrV4, remote: SocketAddrV4) {
+        #[inline(always)]
         fn set(addr: &mut Addr, to: SocketAddrV4) {
             match addr {
                 Addr::Ip(SocketAddr::V4(v4)) => *v4 = to,
