@@ -67,7 +67,7 @@ pub use connection::{
 pub use error::{ConfigError, FrameError};
 pub use framer::{
     BoxFramer, Chunk, Cobs, Delimiter, Framer, Identity, LengthField, LengthPrefixed, Line, Map,
-    Netstring, Slice, SliceFramer, Stuffing, Terminated,
+    Netstring, Slice, SliceFramer, Stuffing,
 };
 pub use layer::{Layer, LayerError};
 pub use outgoing::{Outgoing, COPY_THRESHOLD};

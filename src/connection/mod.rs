@@ -10,7 +10,7 @@ use core::time::Duration;
 
 use crate::layer::LayerSlot;
 use crate::time::{MaybeNanos, Nanos};
-use crate::{Addr, BoxFramer, FrameError, Framer, Layer, LayerError, Outgoing, Proto, Terminated};
+use crate::{Addr, BoxFramer, FrameError, Framer, Layer, LayerError, Outgoing, Proto};
 
 mod application;
 mod config;
@@ -213,13 +213,6 @@ pub struct Tendril<In = Bytes, Out = In> {
     config: Config,
     recv: BoxFramer<In>,
     send: BoxFramer<Out>,
-    /// What `send` says of its short frames ([`Framer::terminated`]), which
-    /// [`send_slice`](Self::send_slice) then encodes itself; covering none until asked.
-    send_terminated: Terminated,
-    /// `send` was asked for `send_terminated`: by the first `send_slice` after it was installed
-    /// that it did not cover, so installing a framer (as a tracker does for each datagram)
-    /// costs no virtual call.
-    send_asked: bool,
     /// Bytes for the framers (after all layers), not yet framed.
     recv_buf: BytesMut,
     /// Bytes for the driver to write (after all layers).
@@ -286,19 +279,6 @@ impl<In> Tendril<In, Bytes> {
     #[inline]
     pub fn send_slice(&mut self, frame: &[u8]) -> Result<(), SendError<()>> {
         if self.sends_straight() {
-            // A short frame of a terminated format, on a stream: no virtual call.
-            if !self.proto.is_datagram() {
-                if let Some(n) = self.send_terminated.encode(frame, &mut self.out) {
-                    self.stats.frames_sent += 1;
-                    self.stats.bytes_sent += n as u64;
-                    return Ok(());
-                }
-                if !self.send_asked {
-                    // For the frames after this one.
-                    self.send_terminated = Terminated::of(&*self.send);
-                    self.send_asked = true;
-                }
-            }
             return self.send_straight(|send, out| send.streamify_slice(frame, out));
         }
         self.send_slice_general(frame)
@@ -346,8 +326,6 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
             remote: Addr::Unnamed,
             config: Config::default(),
             recv,
-            send_terminated: Terminated::NONE,
-            send_asked: false,
             send,
             recv_buf: BytesMut::new(),
             out: Outgoing::new(),
@@ -425,14 +403,6 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
     pub fn set_send_framer_boxed(&mut self, mut framer: BoxFramer<Out>) -> BoxFramer<Out> {
         framer.reset();
         self.framers_replaced = true;
-        self.replace_send(framer)
-    }
-
-    /// Install `framer` as the send framer (not asked yet what it says of its short frames); the
-    /// old one back. Every change of the send framer goes through here.
-    pub(crate) fn replace_send(&mut self, framer: BoxFramer<Out>) -> BoxFramer<Out> {
-        self.send_terminated = Terminated::NONE;
-        self.send_asked = false;
         core::mem::replace(&mut self.send, framer)
     }
 }
@@ -919,14 +889,6 @@ impl<In, Out> Tendril<In, Out> {
     /// [`send_with`](Self::send_with)).
     #[inline(always)]
     fn sends_straight(&self) -> bool {
-        debug_assert_eq!(
-            self.send_terminated,
-            match self.send_asked {
-                true => Terminated::of(&*self.send),
-                false => Terminated::NONE,
-            },
-            "a stale cache"
-        );
         self.state == State::Open
             && !self.finishing
             && self.layers.is_empty()

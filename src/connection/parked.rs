@@ -123,7 +123,7 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
         // Its configuration is the tracker's (fresh, or checked when it was parked).
         self.config_set = false;
         self.recv = parked.recv;
-        self.replace_send(parked.send);
+        self.send = parked.send;
         self.framers_replaced = false;
         self.now = parked.last_received;
         self.last_received = parked.last_received;
@@ -217,14 +217,14 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
     pub(crate) fn take_framers(&mut self) -> (BoxFramer<In>, BoxFramer<Out>) {
         (
             core::mem::replace(&mut self.recv, vacant()),
-            self.replace_send(vacant()),
+            core::mem::replace(&mut self.send, vacant()),
         )
     }
 
     /// Install framers (the old ones are dropped); they count as not replaced.
     pub(crate) fn put_framers(&mut self, recv: BoxFramer<In>, send: BoxFramer<Out>) {
         self.recv = recv;
-        self.replace_send(send);
+        self.send = send;
         self.framers_replaced = false;
     }
 
@@ -244,7 +244,7 @@ impl<In: 'static, Out: 'static> Tendril<In, Out> {
     pub(crate) fn park(&mut self) -> Parked<In, Out> {
         Parked {
             recv: core::mem::replace(&mut self.recv, vacant()),
-            send: self.replace_send(vacant()),
+            send: core::mem::replace(&mut self.send, vacant()),
             last_received: self.last_received,
             stats: self.stats,
         }

@@ -5,7 +5,7 @@ use memchr::memmem::Finder;
 
 use super::slices::{Slice, SliceFramer};
 use crate::outgoing::FrameBody;
-use crate::{ConfigError, FrameError, Framer, Outgoing, Terminated};
+use crate::{ConfigError, FrameError, Framer, Outgoing};
 
 /// Frames ended by a byte string, e.g. `\r\n.\r\n` for an SMTP message body.
 ///
@@ -137,12 +137,6 @@ impl Framer for Delimiter {
     #[inline]
     fn streamify_slice(&mut self, frame: &[u8], out: &mut Outgoing) -> Result<(), FrameError> {
         self.encode(frame, out)
-    }
-
-    /// With a one-byte delimiter: a short frame without it is sent followed by it (also with
-    /// [`keep_delimiter`](Self::keep_delimiter), as such a frame does not end with it).
-    fn terminated(&self) -> Option<Terminated> {
-        Some(Terminated::by(self.byte?, self.scanner.max))
     }
 
     fn reset(&mut self) {

@@ -3,7 +3,7 @@ use bytes::{Bytes, BytesMut};
 use super::delimiter::{Scanner, Terminator};
 use super::slices::{Slice, SliceFramer};
 use crate::outgoing::FrameBody;
-use crate::{FrameError, Framer, Outgoing, Terminated};
+use crate::{FrameError, Framer, Outgoing};
 
 /// Lines ended by `\n`; in CRLF mode one `\r` before the `\n` is stripped and `\r\n` is sent.
 ///
@@ -120,15 +120,6 @@ impl Framer for Line {
     #[inline]
     fn streamify_slice(&mut self, frame: &[u8], out: &mut Outgoing) -> Result<(), FrameError> {
         self.encode(frame, out)
-    }
-
-    /// A short line without `\n` is sent followed by `\r\n` (or `\n`).
-    fn terminated(&self) -> Option<Terminated> {
-        let max = self.scanner.max;
-        Some(match self.crlf {
-            true => Terminated::crlf(max),
-            false => Terminated::by(b'\n', max),
-        })
     }
 
     fn reset(&mut self) {

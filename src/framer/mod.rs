@@ -117,26 +117,6 @@ pub trait Framer {
         self.streamify(Bytes::copy_from_slice(frame).into(), out)
     }
 
-    /// How this framer encodes short frames, when that is no more than a byte check and a
-    /// terminator ([`Terminated`]); `None` (the default) otherwise. A [`Tendril`](crate::Tendril),
-    /// which holds its send framer boxed, asks once after the framer is installed and then
-    /// encodes those frames itself in [`send_slice`](crate::Tendril::send_slice), without the
-    /// virtual call; every other frame still goes to the framer.
-    ///
-    /// The answer must not change while the framer is in use (its settings are fixed once it is
-    /// built), and must describe exactly what [`streamify_slice`](Self::streamify_slice) writes
-    /// for the frames it covers.
-    ///
-    /// ```
-    /// use tendril_core::{Framer, Identity, Line, Terminated};
-    ///
-    /// assert_eq!(Line::crlf().terminated(), Some(Terminated::crlf(Line::DEFAULT_MAX)));
-    /// assert_eq!(Identity::new().terminated(), None);
-    /// ```
-    fn terminated(&self) -> Option<Terminated> {
-        None
-    }
-
     /// Forget scan offsets and partial-frame state. Called when this framer is switched in.
     fn reset(&mut self) {}
 
@@ -211,83 +191,8 @@ impl<F: Framer + ?Sized> Framer for Box<F> {
         (**self).streamify_slice(frame, out)
     }
 
-    fn terminated(&self) -> Option<Terminated> {
-        (**self).terminated()
-    }
-
     fn reset(&mut self) {
         (**self).reset()
-    }
-}
-
-/// A framer's encoding of short frames when it is no more than a check and a terminator
-/// ([`Framer::terminated`]): a frame of at most `max` bytes, and at most 64, that does not contain
-/// the terminating byte is sent as itself followed by that byte (or by `\r\n`, for
-/// [`crlf`](Self::crlf)). It says nothing of longer frames or frames that hold the byte: the
-/// framer encodes or refuses those.
-///
-/// ```
-/// use tendril_core::{Delimiter, Framer, Terminated};
-///
-/// let nul = Delimiter::new(b"\0").unwrap().max_length(100);
-/// assert_eq!(nul.terminated(), Some(Terminated::by(0, 100)));
-/// assert_eq!(Delimiter::new(b"\r\n").unwrap().terminated(), None);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Terminated {
-    /// Frames this long or longer are not covered: `min(max, SHORT_SCAN) + 1`, or 0 for none.
-    below: u8,
-    /// The byte a frame must not contain, and its last byte on the wire.
-    byte: u8,
-    /// A `\r` before `byte`.
-    cr: bool,
-}
-
-impl Terminated {
-    /// Covers no frame: what a framer that says nothing stands for.
-    pub(crate) const NONE: Self = Terminated {
-        below: 0,
-        byte: 0,
-        cr: false,
-    };
-
-    /// Frames of at most `max` bytes without `byte` are sent followed by `byte`.
-    pub const fn by(byte: u8, max: usize) -> Self {
-        let below = if max < SHORT_SCAN { max } else { SHORT_SCAN } + 1;
-        Terminated {
-            below: below as u8,
-            byte,
-            cr: false,
-        }
-    }
-
-    /// Frames of at most `max` bytes without `\n` are sent followed by `\r\n`.
-    pub const fn crlf(max: usize) -> Self {
-        Terminated {
-            cr: true,
-            ..Self::by(b'\n', max)
-        }
-    }
-
-    /// What `framer` says of its short frames ([`NONE`](Self::NONE) if nothing).
-    pub(crate) fn of<F: Framer + ?Sized>(framer: &F) -> Self {
-        framer.terminated().unwrap_or(Self::NONE)
-    }
-
-    /// Append `frame` and the terminator to `out` if this covers `frame`, and say how many bytes
-    /// that was; `None`, with nothing appended, if the framer must take it.
-    #[inline(always)]
-    pub(crate) fn encode(&self, frame: &[u8], out: &mut Outgoing) -> Option<usize> {
-        if frame.len() >= usize::from(self.below) || contains_short(frame, self.byte) {
-            return None;
-        }
-        // A terminator of constant length is written with a store, not a `memcpy`.
-        if self.cr {
-            out.put_framed_slice(&[], frame, &[b'\r', self.byte]);
-        } else {
-            out.put_framed_slice(&[], frame, &[self.byte]);
-        }
-        Some(frame.len() + 1 + usize::from(self.cr))
     }
 }
 
