@@ -13,7 +13,7 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use slab::Slab;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -267,9 +267,8 @@ pub(crate) struct Pool {
     /// `count` entries, page-aligned, never freed.
     ring: *mut RingEntry,
     /// The ring's tail and the buffers not in it (the ring is written only under this lock).
+    /// Every buffer is posted, on the stack, or held (filled by the kernel and not given back).
     posting: Mutex<Posting>,
-    /// Buffers the kernel filled and nobody gave back yet.
-    held: AtomicUsize,
 }
 
 /// Which buffers are in the ring.
@@ -356,7 +355,6 @@ impl Pool {
                 target: posted.clamp(1, count) as usize,
                 stack: (0..count).rev().collect(),
             }),
-            held: AtomicUsize::new(0),
         };
         pool.top_up(&mut pool.posting());
         Ok(pool)
@@ -368,7 +366,6 @@ impl Pool {
         if bid >= self.count {
             return None;
         }
-        self.held.fetch_add(1, Ordering::Relaxed);
         let mut posting = self.posting();
         posting.posted = posting.posted.saturating_sub(1);
         self.top_up(&mut posting);
@@ -379,9 +376,10 @@ impl Pool {
         })
     }
 
-    /// Buffers the kernel may fill now.
+    /// Buffers not held: in the ring, or waiting to go there.
     pub(crate) fn free(&self) -> usize {
-        self.count as usize - self.held.load(Ordering::Relaxed)
+        let posting = self.posting();
+        posting.posted + posting.stack.len()
     }
 
     /// The bytes of `chunk` not read yet.
@@ -395,7 +393,6 @@ impl Pool {
 
     /// Give `chunk`'s buffer back: to the ring if it is short, else to the top of the stack.
     pub(crate) fn recycle(&self, chunk: Chunk) {
-        self.held.fetch_sub(1, Ordering::Relaxed);
         let mut posting = self.posting();
         posting.stack.push(chunk.bid);
         self.top_up(&mut posting);
