@@ -748,15 +748,7 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         data: &[u8],
         truncated: bool,
     ) {
-        match (local.into(), remote.into()) {
-            (Addr::Ip(SocketAddr::V4(local)), Addr::Ip(SocketAddr::V4(remote))) => {
-                self.handle_v4(now, local, remote, data, truncated)
-            }
-            (local, remote) => {
-                let key = (canonical(local), canonical(remote));
-                self.handle_keyed(now, key, data, truncated);
-            }
-        }
+        self.handle_between(now, local.into(), remote.into(), data, truncated);
     }
 
     /// Several datagrams that arrived together (e.g. one `recvmmsg`), in order: the same as
@@ -805,14 +797,28 @@ impl<In: 'static, Out: 'static, A: Application<In, Out>> Tracker<In, Out, A> {
         batch: impl IntoIterator<Item = Datagram<'d>>,
     ) {
         for d in batch {
-            match (d.local, d.remote) {
-                (Addr::Ip(SocketAddr::V4(local)), Addr::Ip(SocketAddr::V4(remote))) => {
-                    self.handle_v4(now, local, remote, d.data, d.truncated)
-                }
-                (local, remote) => {
-                    let key = (canonical(local), canonical(remote));
-                    self.handle_keyed(now, key, d.data, d.truncated);
-                }
+            self.handle_between(now, d.local, d.remote, d.data, d.truncated);
+        }
+    }
+
+    /// A datagram from `remote` to `local`: IPv4 pairs looked up as they are
+    /// ([`handle_v4`](Self::handle_v4)), other addresses by their canonical key.
+    #[inline(always)]
+    fn handle_between(
+        &mut self,
+        now: Duration,
+        local: Addr,
+        remote: Addr,
+        data: &[u8],
+        truncated: bool,
+    ) {
+        match (local, remote) {
+            (Addr::Ip(SocketAddr::V4(local)), Addr::Ip(SocketAddr::V4(remote))) => {
+                self.handle_v4(now, local, remote, data, truncated)
+            }
+            (local, remote) => {
+                let key = (canonical(local), canonical(remote));
+                self.handle_keyed(now, key, data, truncated);
             }
         }
     }
