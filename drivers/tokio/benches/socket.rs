@@ -11,7 +11,8 @@
 //!   echo that finds line ends with `memchr` in its read buffer and writes the same bytes back
 //!   (no framing library, nothing allocated per line), and a UDP echo that receives batches
 //!   with `recvmmsg` through `quinn-udp` and answers them in one `sendmmsg` (`rustix`), each
-//!   GRO batch in one GSO send, with no per-peer state. `tendril-tokio` and plain Tokio are each given as a share of the limit;
+//!   GRO batch in one GSO send, with no per-peer state. `tendril-tokio` and plain Tokio are
+//!   each given as a share of the limit;
 //! - the drivers side by side (`drivers`): `tendril-tokio`, `tendril-tokio` on 2 shards,
 //!   `tendril-uring` on 1 and 2 shards, each server in a child process of its own, on TCP with
 //!   1, 64 and 1,000 connections and UDP with 1 and 1,000 client sockets; with frames/s, the
